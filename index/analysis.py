@@ -1,0 +1,326 @@
+"""Musical analysis of stems and MIDI patterns: pure functions, arrays in, small records out.
+
+Audio: duration, tempo (librosa onset autocorrelation, refined by a fit through the tracked beats,
+then snapped to a whole number of 4/4 bars when the file is a loop), key (CQT chroma correlated with
+Krumhansl-Kessler key profiles; librosa has no key estimator), integrated loudness (ITU-R BS.1770
+via pyloudnorm) and sample peak.
+MIDI: tempo, key (key-signature event, else the duration-weighted pitch-class histogram against the
+same profiles), instruments, note density and pitch range (pretty_midi).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import librosa
+import numpy as np
+import pretty_midi
+import pyloudnorm
+
+from index.decode import Audio, resample
+
+# Bump when an estimator changes: re-indexing then refreshes every item's analysis.
+ANALYSIS_VERSION = 1
+
+PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+FLAT_TO_SHARP = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
+# Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
+MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
+MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+
+ANALYSIS_SR = 22_050
+HOP = 512
+# Below this correlation with the best key profile the item is called atonal (key None).
+MIN_KEY_CORRELATION = 0.5
+# Loop-length snapping: only for clips this short (longer files make bar counts too dense to
+# tell apart), and only when a whole bar count lies this close to the onset estimate.
+LOOP_MAX_SECONDS = 60.0
+LOOP_SNAP_TOLERANCE = 0.04
+
+
+@dataclass
+class AudioAnalysis:
+    duration_s: float
+    bpm: float | None
+    bpm_method: str  # "loop-length" | "beats" | "onset" | "none"
+    key: str | None
+    key_confidence: float
+    loudness_lufs: float | None
+    peak_dbfs: float
+
+    def to_payload(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class MidiAnalysis:
+    duration_s: float
+    bpm: float
+    key: str | None
+    key_source: str  # "key-signature" | "pitch-histogram" | "none"
+    instruments: list[dict] = field(default_factory=list)
+    note_count: int = 0
+    notes_per_second: float = 0.0
+    pitch_range: tuple[int, int] | None = None
+    is_drum_only: bool = False
+
+    def to_payload(self) -> dict:
+        return asdict(self)
+
+
+# --- key ----------------------------------------------------------------------------------------
+
+
+def normalise_key(name: str) -> str:
+    """Canonical key name: sharps, capitalised tonic, 'major'/'minor'.
+
+    >>> normalise_key("bb min"), normalise_key("F# Major"), normalise_key("Am")
+    ('A# minor', 'F# major', 'A minor')
+    """
+    text = name.strip().replace("♯", "#").replace("♭", "b")
+    parts = text.split()
+    if len(parts) == 1:  # "Am", "C", "F#m"
+        token = parts[0]
+        minor = token.endswith("m") and not token.lower().endswith("maj")
+        tonic = token[:-1] if minor else token
+        mode = "minor" if minor else "major"
+    else:
+        tonic, mode_word = parts[0], parts[1].lower()
+        mode = "minor" if mode_word.startswith("min") else "major"
+    tonic = tonic[0].upper() + tonic[1:]
+    tonic = FLAT_TO_SHARP.get(tonic, tonic)
+    if tonic not in PITCH_CLASSES:
+        raise ValueError(f"not a key: {name!r}")
+    return f"{tonic} {mode}"
+
+
+def relative_key(key: str) -> str:
+    """The relative major/minor.
+
+    >>> relative_key("A minor"), relative_key("C major")
+    ('C major', 'A minor')
+    """
+    tonic, mode = key.split()
+    index = PITCH_CLASSES.index(tonic)
+    if mode == "minor":
+        return f"{PITCH_CLASSES[(index + 3) % 12]} major"
+    return f"{PITCH_CLASSES[(index - 3) % 12]} minor"
+
+
+def key_from_pitch_classes(histogram: np.ndarray) -> tuple[str | None, float]:
+    """Best key for a 12-bin pitch-class weight vector, and its profile correlation.
+
+    >>> c_major = np.array([1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1], float)
+    >>> key_from_pitch_classes(c_major)[0]
+    'C major'
+    """
+    histogram = np.asarray(histogram, dtype=float)
+    if histogram.sum() <= 0 or np.allclose(histogram, histogram.mean()):
+        return None, 0.0
+    best_key, best_r = None, -1.0
+    for mode, profile in (("major", MAJOR_PROFILE), ("minor", MINOR_PROFILE)):
+        for tonic in range(12):
+            r = float(np.corrcoef(histogram, np.roll(profile, tonic))[0, 1])
+            if r > best_r:
+                best_key, best_r = f"{PITCH_CLASSES[tonic]} {mode}", r
+    return best_key, best_r
+
+
+def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
+    """Key of a mono signal from its mean CQT chroma; None when it looks atonal."""
+    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=HOP * 4)
+    key, r = key_from_pitch_classes(chroma.mean(axis=1))
+    if r < MIN_KEY_CORRELATION:
+        return None, r
+    return key, r
+
+
+# --- tempo --------------------------------------------------------------------------------------
+
+
+def loop_bpm_candidates(duration_s: float, lo: float = 60.0, hi: float = 200.0) -> np.ndarray:
+    """Tempi at which ``duration_s`` is a whole number of 4/4 bars.
+
+    >>> loop_bpm_candidates(240 * 4 / 124.0, 100, 150).round(1).tolist()
+    [124.0]
+    """
+    bars = np.arange(1, 129)
+    bpm = 240.0 * bars / duration_s
+    return bpm[(bpm >= lo) & (bpm <= hi)]
+
+
+def snap_to_loop(bpm: float, duration_s: float) -> float | None:
+    """The bar-consistent tempo nearest ``bpm`` (or its half/double) when within tolerance."""
+    if duration_s > LOOP_MAX_SECONDS:
+        return None
+    candidates = loop_bpm_candidates(duration_s)
+    for target in (bpm, bpm * 2, bpm / 2):  # prefer the estimate's own octave
+        if candidates.size == 0:
+            return None
+        nearest = candidates[np.argmin(np.abs(np.log(candidates / target)))]
+        if abs(np.log(nearest / target)) <= LOOP_SNAP_TOLERANCE:
+            return float(nearest)
+    return None
+
+
+def estimate_bpm(y: np.ndarray, sr: int) -> tuple[float | None, str]:
+    """Tempo of a mono signal: onset autocorrelation, refined by a line through the beats,
+    snapped to a whole number of bars for loop-length clips."""
+    duration = y.size / sr
+    onset = librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
+    if onset.max() <= 0:
+        return None, "none"
+    tempo = float(librosa.feature.tempo(onset_envelope=onset, sr=sr, hop_length=HOP)[0])
+    method = "onset"
+    _, beats = librosa.beat.beat_track(
+        onset_envelope=onset, sr=sr, hop_length=HOP, bpm=tempo, units="time"
+    )
+    if len(beats) >= 4:
+        period = np.polyfit(np.arange(len(beats)), beats, 1)[0]
+        refined = 60.0 / period if period > 0 else tempo
+        # Keep the refinement only if the beat tracker stayed near the onset tempo.
+        if abs(np.log(refined / tempo)) < 0.08:
+            tempo, method = float(refined), "beats"
+    snapped = snap_to_loop(tempo, duration)
+    if snapped is not None:
+        return round(snapped, 2), "loop-length"
+    return round(tempo, 2), method
+
+
+def bpm_matches(estimate: float, truth: float, tolerance: float = 0.02) -> bool:
+    """Within ``tolerance`` of the truth, or of its half or double (an octave error).
+
+    >>> bpm_matches(61.5, 123.0), bpm_matches(130.0, 123.0)
+    (True, False)
+    """
+    return any(abs(estimate - truth * f) <= tolerance * truth * f for f in (1.0, 0.5, 2.0))
+
+
+# --- loudness -----------------------------------------------------------------------------------
+
+
+def loudness_lufs(samples: np.ndarray, sr: int) -> float | None:
+    """Integrated loudness (ITU-R BS.1770-4) of (channels, frames) audio; None if too short."""
+    if samples.shape[1] < int(0.4 * sr):  # one gating block
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = pyloudnorm.Meter(sr).integrated_loudness(samples.T.astype(np.float64))
+    return round(float(value), 2) if np.isfinite(value) else None
+
+
+def peak_dbfs(samples: np.ndarray) -> float:
+    peak = float(np.abs(samples).max())
+    return round(20 * np.log10(max(peak, 1e-10)), 2)
+
+
+# --- whole items --------------------------------------------------------------------------------
+
+
+def analyse_audio(audio: Audio, *, tonal: bool | None = None) -> AudioAnalysis:
+    """Analyse a decoded stem. ``tonal=False`` (e.g. a known drum loop) skips key estimation."""
+    y = resample(audio.mono(), audio.sr, ANALYSIS_SR)
+    bpm, method = estimate_bpm(y, ANALYSIS_SR)
+    key, confidence = (None, 0.0) if tonal is False else estimate_key(y, ANALYSIS_SR)
+    return AudioAnalysis(
+        duration_s=round(audio.duration_s, 4),
+        bpm=bpm,
+        bpm_method=method,
+        key=key,
+        key_confidence=round(confidence, 3),
+        loudness_lufs=loudness_lufs(audio.samples, audio.sr),
+        peak_dbfs=peak_dbfs(audio.samples),
+    )
+
+
+def parse_midi(data: bytes) -> pretty_midi.PrettyMIDI:
+    """Parse MIDI bytes; raise ValueError with the reason for anything unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return pretty_midi.PrettyMIDI(io.BytesIO(data))
+    except Exception as err:  # mido raises a zoo of types (OSError, EOFError, KeyError, …)
+        raise ValueError(f"not a readable MIDI file ({type(err).__name__}: {err})") from err
+
+
+def analyse_midi(midi: pretty_midi.PrettyMIDI) -> MidiAnalysis:
+    """Tempo, key, instruments, density and range of a MIDI pattern."""
+    notes = [n for inst in midi.instruments for n in inst.notes]
+    if not notes:
+        raise ValueError("MIDI file holds no notes")
+    _, tempi = midi.get_tempo_changes()
+    bpm = round(float(tempi[0]), 2) if len(tempi) else 120.0
+    duration = float(midi.get_end_time())
+    tonal_notes = [n for inst in midi.instruments if not inst.is_drum for n in inst.notes]
+    key, source = _midi_key(midi, tonal_notes)
+    pitches = [n.pitch for n in tonal_notes]
+    return MidiAnalysis(
+        duration_s=round(duration, 4),
+        bpm=bpm,
+        key=key,
+        key_source=source,
+        instruments=[
+            {
+                "program": inst.program,
+                "is_drum": inst.is_drum,
+                "name": "Drum kit" if inst.is_drum else pretty_midi.program_to_instrument_name(inst.program),
+                "family": "drums" if inst.is_drum else family_of_program(inst.program),
+                "notes": len(inst.notes),
+            }
+            for inst in midi.instruments
+            if inst.notes
+        ],
+        note_count=len(notes),
+        notes_per_second=round(len(notes) / max(duration, 1e-6), 3),
+        pitch_range=(min(pitches), max(pitches)) if pitches else None,
+        is_drum_only=not tonal_notes,
+    )
+
+
+def _midi_key(midi: pretty_midi.PrettyMIDI, tonal_notes: list) -> tuple[str | None, str]:
+    if not tonal_notes:
+        return None, "none"
+    if midi.key_signature_changes:
+        number = midi.key_signature_changes[0].key_number
+        name = pretty_midi.key_number_to_key_name(number)  # e.g. "A Minor", "Db Major"
+        return normalise_key(name), "key-signature"
+    histogram = np.zeros(12)
+    for note in tonal_notes:
+        histogram[note.pitch % 12] += note.end - note.start
+    key, _ = key_from_pitch_classes(histogram)
+    return key, "pitch-histogram" if key else "none"
+
+
+# General MIDI program ranges → our instrument families.
+_GM_FAMILIES: tuple[tuple[range, str], ...] = (
+    (range(0, 24), "keys"),  # pianos, chromatic percussion, organs
+    (range(24, 32), "guitar"),
+    (range(32, 40), "bass"),
+    (range(40, 45), "strings"),
+    (range(45, 47), "pluck"),  # pizzicato strings, harp
+    (range(47, 48), "drums"),  # timpani
+    (range(48, 52), "strings"),
+    (range(52, 55), "vocals"),  # choir, voice oohs, synth voice
+    (range(55, 56), "fx"),  # orchestra hit
+    (range(56, 80), "lead"),  # brass, reeds, pipes
+    (range(80, 88), "lead"),
+    (range(88, 96), "pad"),
+    (range(96, 104), "fx"),
+    (range(104, 112), "pluck"),  # ethnic plucked instruments
+    (range(112, 120), "drums"),
+    (range(120, 128), "fx"),
+)
+
+
+def family_of_program(program: int) -> str:
+    """Our instrument family for a General MIDI program number (0-127).
+
+    >>> family_of_program(33), family_of_program(89), family_of_program(0)
+    ('bass', 'pad', 'keys')
+    """
+    for programs, family in _GM_FAMILIES:
+        if program in programs:
+            return family
+    raise ValueError(f"GM program out of range: {program}")

@@ -1,0 +1,300 @@
+"""CLAP embeddings: audio and captions into one cosine space.
+
+We use transformers' ``ClapModel`` + ``ClapProcessor`` (the port of the LAION CLAP models), loaded
+from a hub id or a local folder. Embedding is deterministic by construction:
+
+* audio is resampled to 48 kHz mono and cut into fixed, non-overlapping 10 s windows (the model's
+  input length), so the feature extractor never crops at random and never flags a clip "longer";
+* each window is embedded on its own row of a batch, the raw projections of a clip's windows are
+  mean-pooled, and only then L2-normalised;
+* the model runs in eval mode, so nothing in it depends on the other rows of a batch.
+
+The same clip therefore gives the same vector alone or inside any batch (tested).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (
+    ClapAudioConfig,
+    ClapConfig,
+    ClapFeatureExtractor,
+    ClapModel,
+    ClapProcessor,
+    ClapTextConfig,
+    RobertaTokenizer,
+)
+from transformers.utils import logging as hf_logging
+
+from index.store import Embedder
+
+# Our own progress bars show the work; transformers' per-load bars would only add noise.
+hf_logging.disable_progress_bar()
+
+SAMPLE_RATE = 48_000
+WINDOW_SECONDS = 10.0
+WINDOW_SAMPLES = int(SAMPLE_RATE * WINDOW_SECONDS)
+# A trailing window shorter than this is dropped (unless it is the clip's only window): a 0.2 s
+# tail repeat-padded to 10 s would weigh as much as a full window of real content.
+MIN_TAIL_SAMPLES = SAMPLE_RATE  # 1 s
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Which clip each window row belongs to."""
+
+    windows: list[np.ndarray]
+    owner: np.ndarray  # (n_windows,) clip index of each window
+
+
+def plan_windows(clips: Sequence[np.ndarray]) -> WindowPlan:
+    """Cut 48 kHz mono clips into fixed 10 s windows.
+
+    >>> plan = plan_windows([np.zeros(48_000 * 25, np.float32), np.zeros(4_800, np.float32)])
+    >>> [len(w) for w in plan.windows], plan.owner.tolist()
+    ([480000, 480000, 240000, 4800], [0, 0, 0, 1])
+    """
+    windows: list[np.ndarray] = []
+    owner: list[int] = []
+    for index, clip in enumerate(clips):
+        if clip.ndim != 1:
+            raise ValueError(f"clip {index}: expected mono audio, got shape {clip.shape}")
+        if clip.size == 0:
+            raise ValueError(f"clip {index}: empty audio")
+        n = max(1, math.ceil(clip.size / WINDOW_SAMPLES))
+        for w in range(n):
+            piece = clip[w * WINDOW_SAMPLES : (w + 1) * WINDOW_SAMPLES]
+            if w > 0 and piece.size < MIN_TAIL_SAMPLES:
+                break
+            windows.append(piece)
+            owner.append(index)
+    return WindowPlan(windows, np.asarray(owner, dtype=np.int64))
+
+
+def _l2(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """Short sha256 of a model's parameters, to tell two sets of weights apart."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+class ClapEmbedder:
+    """Embeds 48 kHz mono audio and captions with a CLAP model.
+
+    Build it with :meth:`from_pretrained` (hub id or folder) or directly from components.
+    """
+
+    def __init__(
+        self,
+        model: ClapModel,
+        processor: ClapProcessor,
+        *,
+        model_id: str,
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> None:
+        self.model = model.eval().to(device)
+        self.processor = processor
+        self.device = device
+        self.batch_size = batch_size
+        self.embedder = Embedder(id=model_id, dim=int(model.config.projection_dim))
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        revision: str | None = None,
+        device: str = "cpu",
+        batch_size: int = 16,
+    ) -> ClapEmbedder:
+        """Load from a local folder (never touches the network) or a hub id.
+
+        The embedder id names the model and pins its weights: ``<hub id>@<revision or weights
+        hash>`` or ``<folder name>@<weights hash>``, so a collection built by one set of weights
+        refuses queries from another.
+        """
+        folder = Path(name_or_path)
+        local = folder.is_dir()
+        source = str(folder) if local else str(name_or_path)
+        model = ClapModel.from_pretrained(source, revision=revision, local_files_only=local)
+        processor = ClapProcessor.from_pretrained(source, revision=revision, local_files_only=local)
+        _check_unfused(processor)
+        label = folder.name if local else str(name_or_path)
+        model_id = f"{label}@{revision or weights_fingerprint(model)}"
+        return cls(model, processor, model_id=model_id, device=device, batch_size=batch_size)
+
+    @torch.inference_mode()
+    def embed_audio(self, clips: Sequence[np.ndarray]) -> np.ndarray:
+        """L2-normalised audio embeddings, shape (len(clips), dim), for 48 kHz mono clips."""
+        if not clips:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        plan = plan_windows(clips)
+        raw = np.concatenate(
+            [
+                self._embed_windows(plan.windows[i : i + self.batch_size])
+                for i in range(0, len(plan.windows), self.batch_size)
+            ]
+        )
+        pooled = np.stack([raw[plan.owner == i].mean(axis=0) for i in range(len(clips))])
+        return _l2(pooled).astype(np.float32)
+
+    @torch.inference_mode()
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """L2-normalised caption embeddings, shape (len(texts), dim)."""
+        if not texts:
+            return np.zeros((0, self.embedder.dim), np.float32)
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = self.processor.tokenizer(
+                list(texts[i : i + self.batch_size]),
+                padding=True,
+                truncation=True,
+                max_length=self.max_text_tokens,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model.text_model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            )
+            out.append(self.model.text_projection(hidden.pooler_output).float().cpu().numpy())
+        return _l2(np.concatenate(out)).astype(np.float32)
+
+    @property
+    def max_text_tokens(self) -> int:
+        # RoBERTa-style position ids start after the padding index, hence the margin of 2.
+        return int(self.model.config.text_config.max_position_embeddings) - 2
+
+    def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
+        features = log_mel_features(windows, self.processor.feature_extractor).to(self.device)
+        hidden = self.model.audio_model(input_features=features)
+        return self.model.audio_projection(hidden.pooler_output).float().cpu().numpy()
+
+
+def repeat_pad(window: np.ndarray, length: int) -> np.ndarray:
+    """Tile a short window whole-number times, then zero-pad to ``length`` (CLAP's "repeatpad").
+
+    >>> repeat_pad(np.array([1.0, 2.0]), 5).tolist()
+    [1.0, 2.0, 1.0, 2.0, 0.0]
+    """
+    if window.size >= length:
+        return window[:length]
+    tiled = np.tile(window, length // window.size)
+    return np.pad(tiled, (0, length - tiled.size))
+
+
+def log_mel_features(windows: Sequence[np.ndarray], extractor: ClapFeatureExtractor) -> torch.Tensor:
+    """Batched torch equivalent of ``ClapFeatureExtractor`` in unfused ("rand_trunc") mode for
+    windows no longer than its ``max_length_s``: shape (batch, 1, frames, mel bins).
+
+    The extractor computes each window's STFT in float64 numpy, ~0.1 s a window on this CPU; one
+    batched ``torch.stft`` with the extractor's own (Slaney) mel filters gives the same features
+    (tested against it) an order of magnitude faster.
+    """
+    length = extractor.nb_max_samples
+    batch = np.stack([repeat_pad(np.asarray(w, dtype=np.float32), length) for w in windows])
+    waveform = torch.from_numpy(batch)
+    n_fft, hop = extractor.fft_window_size, extractor.hop_length
+    spectrum = torch.stft(
+        waveform,
+        n_fft=n_fft,
+        hop_length=hop,
+        window=torch.hann_window(n_fft, periodic=True),
+        center=True,
+        pad_mode="reflect",
+        return_complex=True,
+    )
+    power = spectrum.real.square() + spectrum.imag.square()  # (batch, bins, frames)
+    filters = torch.from_numpy(np.asarray(extractor.mel_filters_slaney, dtype=np.float32))
+    mel = torch.einsum("bft,fm->btm", power, filters)  # (batch, frames, mel)
+    return (10.0 * torch.log10(mel.clamp_min(1e-10))).unsqueeze(1)
+
+
+def _check_unfused(processor: ClapProcessor) -> None:
+    """Fusion-mode feature extraction crops and flags clips at random; refuse to use it."""
+    extractor = processor.feature_extractor
+    if extractor.truncation != "rand_trunc":
+        # Our windows are never longer than 10 s, so rand_trunc never crops; "fusion" would still
+        # build 4-channel input that unfused checkpoints cannot read.
+        extractor.truncation = "rand_trunc"
+
+
+# --- a tiny CLAP built from a config, for tests and for a first run with no trained model --------
+
+TOKENIZER_CORPUS = (
+    "drums bass keys pad lead arp pluck strings guitar vocals fx loop groove beat pattern",
+    "house techno hip-hop trap drum and bass funk rock reggaeton lo-fi trance ambient cinematic",
+    "dark bright uplifting melancholic aggressive chill dreamy energetic groovy tense warm gritty",
+    "a punchy kick and crisp hats at 124 BPM in A minor, major, minor, sharp, flat, bpm, tempo",
+)
+
+
+def train_byte_level_tokenizer(texts: Sequence[str], folder: Path, vocab_size: int = 512) -> None:
+    """Train a byte-level BPE on ``texts`` and save it as vocab.json + merges.txt (RoBERTa style)."""
+    from tokenizers import ByteLevelBPETokenizer
+
+    tokenizer = ByteLevelBPETokenizer()
+    tokenizer.train_from_iterator(
+        list(texts),
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save_model(str(folder))
+
+
+def tiny_clap_config(vocab_size: int, projection_dim: int = 64) -> ClapConfig:
+    """A CLAP small enough for CPU tests; keeps the 64-mel / spec_size 256 geometry of the real ones."""
+    audio = ClapAudioConfig(
+        spec_size=256,
+        num_mel_bins=64,
+        patch_embeds_hidden_size=16,
+        hidden_size=16 * 2**3,  # HTSAT doubles the width at each of the 4 stages
+        depths=[1, 1, 1, 1],
+        num_attention_heads=[1, 2, 4, 8],
+        window_size=8,
+        projection_dim=projection_dim,
+        enable_fusion=False,
+    )
+    text = ClapTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=80,
+        projection_dim=projection_dim,
+    )
+    return ClapConfig(
+        text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=projection_dim
+    )
+
+
+def build_tiny_clap(folder: Path, *, seed: int = 0, texts: Sequence[str] = TOKENIZER_CORPUS) -> Path:
+    """Write a randomly initialised tiny CLAP model folder that ``from_pretrained`` loads offline.
+
+    Random weights give deterministic but musically meaningless vectors: good for tests and for
+    wiring, not for search quality.
+    """
+    folder = Path(folder)
+    train_byte_level_tokenizer(texts, folder)
+    tokenizer = RobertaTokenizer.from_pretrained(folder, model_max_length=78)
+    extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
+    torch.manual_seed(seed)
+    model = ClapModel(tiny_clap_config(vocab_size=len(tokenizer)))
+    model.save_pretrained(folder)
+    ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
+    return folder

@@ -1,0 +1,237 @@
+"""The vector store: one small interface, two real Qdrant backends.
+
+* ``EdgeStore`` — the embedded default: Qdrant Edge (``qdrant-edge-py``) on disk in the data dir.
+* ``ClientStore`` — ``qdrant-client``: a server / cloud / cluster URL, or its local mode
+  (``path=`` or ``":memory:"``), which the contract tests use as the server API's stand-in.
+
+Every point has two named cosine vectors, ``audio`` and ``text`` (CLAP embeddings), and a payload
+whose fields are listed in ``shared/DESIGN.md``. A collection records the embedder that made its
+vectors; a store opened with another embedder, an upsert of points made by another embedder, or a
+query made by another embedder is refused with :class:`EmbedderMismatch`.
+
+Filters are our own tiny model (:class:`Filter` with :class:`Match`, :class:`MatchAny`,
+:class:`Range`) so callers never import a backend's classes; each backend translates it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, Union
+
+import numpy as np
+
+VECTOR_NAMES: tuple[str, ...] = ("audio", "text")
+
+# Payload fields that searches filter on, with the index type each gets.
+KEYWORD_FIELDS: tuple[str, ...] = (
+    "catalog",
+    "kind",
+    "path",
+    "sha256",
+    "instrument",
+    "genre",
+    "key",
+    "tags",
+    "licence.id",
+    "licence.holder",
+    "licence.allowed_uses",
+)
+FLOAT_FIELDS: tuple[str, ...] = ("bpm", "duration_s")
+
+# Namespace for point ids: uuid5(NAMESPACE, f"{catalog}:{sha256}").
+POINT_NAMESPACE = uuid.UUID("6f1c2a4e-0b7d-4c55-9d1e-5a7f3c2b8e10")
+
+
+def point_id(catalog: str, sha256: str) -> str:
+    """Deterministic point id from catalog + content hash, so re-indexing is idempotent.
+
+    >>> point_id("demo", "ab" * 32) == point_id("demo", "ab" * 32)
+    True
+    """
+    return str(uuid.uuid5(POINT_NAMESPACE, f"{catalog}:{sha256}"))
+
+
+class EmbedderMismatch(RuntimeError):
+    """Vectors or a query from one embedder met a collection built by another."""
+
+
+@dataclass(frozen=True)
+class Embedder:
+    """Identity of the model that made a collection's vectors."""
+
+    id: str  # e.g. "laion/larger_clap_general@<revision>" or "tiny-clap@sha256:<12 hex>"
+    dim: int
+
+
+@dataclass
+class Point:
+    id: str
+    payload: dict[str, Any]
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Match:
+    """``key`` equals ``value`` (for array fields: contains it)."""
+
+    key: str
+    value: str | int | bool
+
+
+@dataclass(frozen=True)
+class MatchAny:
+    """``key`` equals any of ``values`` (for array fields: contains any)."""
+
+    key: str
+    values: tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Range:
+    """``gte <= key <= lte``; either bound may be open."""
+
+    key: str
+    gte: float | None = None
+    lte: float | None = None
+
+
+Condition = Union[Match, MatchAny, Range, "Filter"]
+
+
+@dataclass(frozen=True)
+class Filter:
+    """All of ``must``, at least one of ``should`` (if any), none of ``must_not``."""
+
+    must: tuple[Condition, ...] = ()
+    should: tuple[Condition, ...] = ()
+    must_not: tuple[Condition, ...] = ()
+
+    def is_empty(self) -> bool:
+        return not (self.must or self.should or self.must_not)
+
+
+# Bumped when the way a store records itself (sidecar / collection metadata) changes.
+STORE_SCHEMA_VERSION = 1
+
+
+def check_embedder(recorded: Embedder, wanted: Embedder, where: str) -> None:
+    """Refuse to open a collection built by another embedder (or the same id at another dim)."""
+    if recorded != wanted:
+        raise EmbedderMismatch(
+            f"{where} was built by embedder {recorded.id!r} (dim {recorded.dim}), "
+            f"but it was opened with {wanted.id!r} (dim {wanted.dim}); re-index into a new store"
+        )
+
+
+def check_points(embedder: Embedder, points: Sequence[Point]) -> None:
+    """Validate a whole batch before any of it is written, so a bad point writes nothing."""
+    for p in points:
+        if p.payload.get("embedder") != embedder.id:
+            raise EmbedderMismatch(
+                f"point {p.id} was embedded by {p.payload.get('embedder')!r}, "
+                f"but this store holds {embedder.id!r} vectors"
+            )
+        unknown = set(p.vectors) - set(VECTOR_NAMES)
+        if unknown or not p.vectors:
+            raise ValueError(f"point {p.id} has vectors {sorted(p.vectors)}; use {VECTOR_NAMES}")
+        for name, vec in p.vectors.items():
+            if np.shape(vec) != (embedder.dim,):
+                raise EmbedderMismatch(
+                    f"point {p.id} vector {name!r} has shape {np.shape(vec)}, "
+                    f"the store's embedder {embedder.id!r} makes ({embedder.dim},)"
+                )
+
+
+def check_query(
+    embedder: Embedder, vector_name: str, query: np.ndarray, embedder_id: str
+) -> list[float]:
+    """Validate a search and return the query as a plain float list for the backend."""
+    if embedder_id != embedder.id:
+        raise EmbedderMismatch(
+            f"query embedded by {embedder_id!r} cannot search a store of {embedder.id!r} vectors"
+        )
+    if vector_name not in VECTOR_NAMES:
+        raise ValueError(f"unknown vector {vector_name!r}; use one of {VECTOR_NAMES}")
+    if np.shape(query) != (embedder.dim,):
+        raise EmbedderMismatch(f"query shape {np.shape(query)} != ({embedder.dim},)")
+    return np.asarray(query, dtype=np.float32).tolist()
+
+
+class VectorStore(Protocol):
+    """What the rest of the system may do with a store."""
+
+    embedder: Embedder
+
+    def upsert(self, points: Sequence[Point]) -> None:
+        """Insert or replace points. Each payload's ``embedder`` must equal ``self.embedder.id``."""
+
+    def delete(self, ids: Sequence[str]) -> None: ...
+
+    def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Point]: ...
+
+    def scroll(
+        self, filter: Filter | None = None, *, with_vectors: bool = False
+    ) -> Iterator[Point]: ...
+
+    def count(self, filter: Filter | None = None) -> int: ...
+
+    def search(
+        self,
+        vector_name: str,
+        query: np.ndarray,
+        *,
+        embedder_id: str,
+        filter: Filter | None = None,
+        limit: int = 10,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Top ``limit`` points by cosine on ``vector_name``; refuses another embedder's query."""
+
+    def optimize(self) -> None:
+        """Build or refresh the ANN index (no-op where the backend does it by itself)."""
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def open_store(
+    embedder: Embedder,
+    *,
+    path: Path | None = None,
+    url: str | None = None,
+    api_key: str | None = None,
+    backend: str = "edge",
+    collection: str = "audiorag",
+) -> VectorStore:
+    """Open (creating if needed) the collection for ``embedder``.
+
+    ``url`` set → qdrant-client against that server. Otherwise ``backend`` picks the embedded
+    engine: ``"edge"`` (default, Qdrant Edge in ``path``) or ``"local"`` (qdrant-client local mode
+    in ``path``, or in memory when ``path`` is None).
+    """
+    if url:
+        from index.store.client import ClientStore
+
+        return ClientStore.connect(embedder, url=url, api_key=api_key, collection=collection)
+    if backend == "edge":
+        if path is None:
+            raise ValueError("the Edge backend needs a folder (path)")
+        from index.store.edge import EdgeStore
+
+        return EdgeStore.open(embedder, Path(path))
+    if backend == "local":
+        from index.store.client import ClientStore
+
+        return ClientStore.local(embedder, path=path, collection=collection)
+    raise ValueError(f"unknown store backend {backend!r}: use 'edge' or 'local', or set a URL")

@@ -1,0 +1,283 @@
+"""The ``audiorag`` command line: catalog, index, search, demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from rag.settings import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+catalog_app = typer.Typer(no_args_is_help=True, help="Catalog tools.")
+app.add_typer(catalog_app, name="catalog")
+console = Console(stderr=True)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("[dim]{task.fields[status]}", justify="left"),
+        console=console,
+        transient=False,
+    )
+
+
+class RichProgress:
+    """Adapts a rich Progress to the indexer's Progress protocol."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task = None
+
+    def start(self, total: int, description: str) -> None:
+        self.task = self.progress.add_task(description, total=total, status="")
+
+    def advance(self, status: str = "") -> None:
+        self.progress.update(self.task, advance=1, status=status[-60:])
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+
+@catalog_app.command("demo")
+def catalog_demo(
+    out: Annotated[Path, typer.Option(help="Folder to write the catalog into.")],
+    count: Annotated[int, typer.Option(min=1, help="Number of items (each: .mid + .wav).")] = 480,
+    seed: Annotated[int, typer.Option(help="Same seed → byte-identical catalog.")] = 0,
+) -> None:
+    """Compose and render a synthetic licensed catalog of stems + MIDI patterns."""
+    from index.demo.catalog import build_demo_catalog
+
+    with _progress() as progress:
+        task = progress.add_task("composing + rendering", total=count, status="")
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = build_demo_catalog(out, count=count, seed=seed, progress=advance)
+    console.print(
+        f"[green]wrote {summary.count} items ({summary.files_written} files) to {out} "
+        f"in {summary.seconds:.1f} s"
+    )
+
+
+# --- index --------------------------------------------------------------------------------------
+
+
+def _components(settings: Settings):
+    from rag.components import load_embedder, load_store
+
+    embedder, notice = load_embedder(settings)
+    if notice:
+        console.print(f"[yellow]{notice}")
+    return embedder, load_store(settings, embedder)
+
+
+@app.command("index")
+def index_command(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Catalog folder.")],
+    catalog: Annotated[str | None, typer.Option(help="Catalog name (default: folder name).")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Licence manifest (JSONL/CSV); default: found in folder.")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove points of files no longer present.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Decode/analysis processes.")] = None,
+) -> None:
+    """Index a catalog folder: licence check, analysis, CLAP embeddings, upsert."""
+    settings = get_settings()
+    result = run_index(settings, folder, catalog=catalog, manifest=manifest, prune=prune,
+                       workers=workers)
+    _print_report(result)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_json(), indent=2))
+        console.print(f"report written to {report}")
+
+
+def run_index(settings: Settings, folder: Path, *, catalog=None, manifest=None, prune=False,
+              workers=None):
+    from index.ingest import Indexer
+    from index.manifest import Manifest, find_manifest, load_manifest
+
+    manifest_path = manifest or find_manifest(folder)
+    if manifest_path is None:
+        console.print(
+            f"[red]no licence manifest in {folder} (looked for licences.jsonl / licences.csv): "
+            "nothing can be indexed without licences."
+        )
+        loaded = Manifest()
+    else:
+        loaded = load_manifest(manifest_path)
+    embedder, store = _components(settings)
+    try:
+        with _progress() as progress:
+            indexer = Indexer(
+                store,
+                embedder,
+                workers=settings.workers if workers is None else workers,
+                batch_size=settings.embed_batch_size,
+                progress=RichProgress(progress),
+            )
+            return indexer.run(folder, catalog=catalog or folder.resolve().name, manifest=loaded,
+                               prune=prune)
+    finally:
+        store.close()
+
+
+def _print_report(report) -> None:
+    counts = report.counts
+    console.print(
+        "indexed {indexed} · updated {updated} · unchanged {unchanged} · skipped {skipped} · "
+        "failed {failed} · removed {removed}".format(**counts)
+        + f" — {report.seconds:.1f} s"
+    )
+    for label, problems in (("skipped", report.skipped), ("failed", report.failed)):
+        for problem in problems[:20]:
+            console.print(f"  [yellow]{label}[/] {problem.path}: {problem.reason}")
+        if len(problems) > 20:
+            console.print(f"  … and {len(problems) - 20} more {label} (see --report)")
+    for error in report.manifest_errors[:10]:
+        console.print(f"  [yellow]manifest[/] {error}")
+    bpm = report.accuracy.get("bpm_drum_loops", {})
+    key = report.accuracy.get("key_tonal_stems", {})
+    if bpm.get("items"):
+        console.print(f"  BPM estimate on drum loops: {bpm['rate']:.1%} of {bpm['items']} "
+                      "within 2 % or half/double")
+    if key.get("items"):
+        console.print(f"  key estimate on tonal stems: {key['rate_exact_or_relative']:.1%} of "
+                      f"{key['items']} right or relative ({key['rate_exact']:.1%} exact)")
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+@app.command("search")
+def search_command(
+    text: Annotated[str | None, typer.Argument(help="What you are looking for.")] = None,
+    like: Annotated[Path | None, typer.Option(help="Reference clip: find similar audio.")] = None,
+    catalog: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str | None, typer.Option(help="stem or midi")] = None,
+    instrument: Annotated[str | None, typer.Option()] = None,
+    genre: Annotated[str | None, typer.Option()] = None,
+    bpm: Annotated[float | None, typer.Option()] = None,
+    bpm_tolerance: Annotated[float, typer.Option()] = 4.0,
+    half_double: Annotated[bool, typer.Option(help="Also match half/double time.")] = True,
+    key: Annotated[str | None, typer.Option(help='e.g. "A minor", "F#m"')] = None,
+    compatible_key: Annotated[bool, typer.Option(help="Also match the relative key.")] = False,
+    use: Annotated[list[str] | None, typer.Option(help="Licence use required (repeatable).")] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON hits.")] = False,
+) -> None:
+    """Search by text, by an example clip, or both, under filters."""
+    from rag.search import SearchError, SearchRequest, search
+
+    request = SearchRequest(
+        text=text, like=like, catalog=catalog, kind=kind, instrument=instrument, genre=genre,
+        bpm=bpm, bpm_tolerance=bpm_tolerance, half_double=half_double, key=key,
+        compatible_key=compatible_key, uses=tuple(dict.fromkeys(["search", *(use or [])])),
+        limit=k,
+    )
+    embedder, store = _components(get_settings())
+    try:
+        hits = search(store, embedder, request)
+    except SearchError as err:
+        console.print(f"[red]{err}")
+        raise typer.Exit(2) from err
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([h.to_json() for h in hits], indent=2))
+    else:
+        Console().print(hits_table(hits, title=_title(request)))
+
+
+def _title(request) -> str:
+    parts = [f'"{request.text}"' if request.text else "", f"like {request.like.name}" if
+             request.like else ""]
+    return " + ".join(p for p in parts if p) or "filtered items"
+
+
+def hits_table(hits, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("score", "instrument", "style", "BPM", "key", "licence", "path"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        p = hit.payload
+        licence = p.get("licence", {})
+        table.add_row(
+            f"{hit.score:.3f}",
+            p.get("instrument") or "—",
+            p.get("genre") or "—",
+            f"{p['bpm']:.0f}" if p.get("bpm") else "—",
+            p.get("key") or "—",
+            f"{licence.get('holder', '?')} ({', '.join(licence.get('allowed_uses', []))})",
+            p.get("path", ""),
+        )
+    return table
+
+
+# --- demo: the main job -------------------------------------------------------------------------
+
+
+DEMO_QUERIES: tuple[dict, ...] = (
+    {"text": "punchy house drum loop with four on the floor kick"},
+    {"text": "dark minor bass line", "instrument": "bass"},
+    {"text": "warm pad chords", "key": "A minor", "compatible_key": True},
+    {"text": "fast drum and bass break", "bpm": 172.0, "bpm_tolerance": 4.0},
+    {"text": "funky guitar", "uses": ("search", "generation-seed")},
+)
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo catalog is written.")] = Path(
+        "data/demo"
+    ),
+    count: Annotated[int, typer.Option(min=1)] = 480,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """The main job on embedded defaults: build the demo catalog, index it, run searches."""
+    from rag.search import SearchRequest, search
+
+    settings = get_settings()
+    if not (out / "licences.jsonl").is_file():
+        catalog_demo(out=out, count=count, seed=seed)
+    else:
+        console.print(f"demo catalog already at {out} (delete it to rebuild)")
+    report = run_index(settings, out, catalog="demo")
+    _print_report(report)
+    report_path = settings.data_dir / "reports" / "demo-index.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report.to_json(), indent=2))
+    console.print(f"index report: {report_path}")
+    embedder, store = _components(settings)
+    try:
+        reference = next(iter(sorted((out / "stems").rglob("*.wav"))), None)
+        queries = [*DEMO_QUERIES, {"like": reference}] if reference else list(DEMO_QUERIES)
+        for query in queries:
+            request = SearchRequest(catalog="demo", limit=5, **query)
+            Console().print(hits_table(search(store, embedder, request), _title(request)))
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,148 @@
+"""Searching the catalog: by text, by an example clip, or both, under filters.
+
+Each query vector runs as its own nearest-neighbour search (a text prompt against the items'
+audio vectors — CLAP's cross-modal match — and against their caption vectors; a reference clip
+against the audio vectors), and the rankings are fused with reciprocal-rank fusion. RRF needs no
+calibration between cross-modal and same-modal cosines, whose scales differ a lot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from index.analysis import normalise_key, relative_key
+from index.clap import SAMPLE_RATE as CLAP_SR
+from index.clap import ClapEmbedder
+from index.decode import Limits, decode_audio, resample
+from index.ingest import file_sha256
+from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
+
+RRF_K = 60  # the usual constant: damps the weight of the very top ranks
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    text: str | None = None
+    like: Path | None = None  # a reference clip (any supported stem format)
+    catalog: str | None = None
+    kind: str | None = None  # "stem" | "midi"
+    instrument: str | None = None
+    genre: str | None = None
+    bpm: float | None = None
+    bpm_tolerance: float = 4.0
+    half_double: bool = True  # also match half- and double-time
+    key: str | None = None
+    compatible_key: bool = False  # also match the relative major/minor
+    uses: tuple[str, ...] = ("search",)  # licence uses every hit must allow
+    limit: int = 10
+    include_reference: bool = False  # keep the reference clip itself when it is indexed
+
+
+@dataclass
+class SearchHit:
+    id: str
+    score: float  # fused rank score in (0, 1]; 1 = ranked first by every query
+    payload: dict[str, Any]
+    scores: dict[str, float] = field(default_factory=dict)  # cosine per query
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(self.score, 4), "scores": self.scores,
+                "payload": self.payload}
+
+
+class SearchError(ValueError):
+    """A request that cannot be run; the message says what to change."""
+
+
+def build_filter(request: SearchRequest, exclude_sha256: str | None = None) -> Filter:
+    """Translate the request's filters into the store's filter model.
+
+    >>> f = build_filter(SearchRequest(bpm=120, bpm_tolerance=4))
+    >>> [c.should[0] for c in f.must if isinstance(c, Filter)]
+    [Range(key='bpm', gte=116.0, lte=124.0)]
+    """
+    must: list = [Match("licence.allowed_uses", use) for use in request.uses]
+    for key in ("catalog", "kind", "instrument", "genre"):
+        value = getattr(request, key)
+        if value:
+            must.append(Match(key, value))
+    if request.bpm is not None:
+        if request.bpm <= 0 or request.bpm_tolerance < 0:
+            raise SearchError("bpm must be positive and bpm tolerance not negative")
+        factors = (1.0, 0.5, 2.0) if request.half_double else (1.0,)
+        tol = request.bpm_tolerance
+        must.append(
+            Filter(
+                should=tuple(
+                    Range("bpm", gte=request.bpm * f - tol * f, lte=request.bpm * f + tol * f)
+                    for f in factors
+                )
+            )
+        )
+    if request.key:
+        try:
+            key = normalise_key(request.key)
+        except ValueError as err:
+            raise SearchError(str(err)) from err
+        keys = (key, relative_key(key)) if request.compatible_key else (key,)
+        must.append(MatchAny("key", keys) if len(keys) > 1 else Match("key", key))
+    must_not = (Match("sha256", exclude_sha256),) if exclude_sha256 else ()
+    return Filter(must=tuple(must), must_not=must_not)
+
+
+def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -> list[SearchHit]:
+    """Run a search; with neither text nor a reference clip, list filtered items."""
+    if request.limit < 1:
+        raise SearchError("limit must be at least 1")
+    queries: list[tuple[str, str, Any]] = []  # (label, vector name, query vector)
+    exclude = None
+    if request.text and request.text.strip():
+        text_vector = embedder.embed_text([request.text.strip()])[0]
+        queries += [("text→audio", "audio", text_vector), ("text→caption", "text", text_vector)]
+    if request.like is not None:
+        queries.append(("clip→audio", "audio", _embed_reference(embedder, request.like)))
+        if not request.include_reference:
+            exclude = file_sha256(request.like)
+    flt = build_filter(request, exclude_sha256=exclude)
+    if not queries:
+        return [SearchHit(p.id, 1.0, p.payload) for p in _first(store, flt, request.limit)]
+    depth = max(request.limit * 4, 50)  # fuse over deeper lists than we return
+    rankings = {
+        label: store.search(
+            name, vector, embedder_id=embedder.embedder.id, filter=flt, limit=depth
+        )
+        for label, name, vector in queries
+    }
+    return fuse(rankings, request.limit)
+
+
+def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
+    """Reciprocal-rank fusion of several rankings of the same collection."""
+    fused: dict[str, SearchHit] = {}
+    best = len(rankings) / (RRF_K + 1)
+    for label, hits in rankings.items():
+        for rank, hit in enumerate(hits, start=1):
+            entry = fused.setdefault(hit.id, SearchHit(hit.id, 0.0, hit.payload))
+            entry.score += 1.0 / (RRF_K + rank) / best
+            entry.scores[label] = round(hit.score, 4)
+    ordered = sorted(fused.values(), key=lambda h: (-h.score, h.id))
+    return ordered[:limit]
+
+
+def _embed_reference(embedder: ClapEmbedder, path: Path):
+    if not path.is_file():
+        raise SearchError(f"reference clip not found: {path}")
+    try:
+        audio = decode_audio(path, Limits())
+    except ValueError as err:
+        raise SearchError(f"reference clip {path.name}: {err}") from err
+    return embedder.embed_audio([resample(audio.mono(), audio.sr, CLAP_SR)])[0]
+
+
+def _first(store: VectorStore, flt: Filter, limit: int):
+    for n, point in enumerate(store.scroll(flt)):
+        if n >= limit:
+            return
+        yield point

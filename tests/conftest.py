@@ -1,0 +1,36 @@
+"""Shared fixtures: a tiny real CLAP (built from a config, offline) and a small demo catalog."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Never reach for a model hub from tests.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from index.clap import ClapEmbedder, build_tiny_clap  # noqa: E402
+
+DEMO_COUNT = 24
+
+
+@pytest.fixture(scope="session")
+def tiny_clap_folder(tmp_path_factory) -> Path:
+    return build_tiny_clap(tmp_path_factory.mktemp("models") / "tiny-clap", seed=0)
+
+
+@pytest.fixture(scope="session")
+def embedder(tiny_clap_folder) -> ClapEmbedder:
+    return ClapEmbedder.from_pretrained(tiny_clap_folder)
+
+
+@pytest.fixture(scope="session")
+def demo_catalog(tmp_path_factory) -> Path:
+    """A small synthetic catalog (read-only: copy it before changing files)."""
+    from index.demo.catalog import build_demo_catalog
+
+    out = tmp_path_factory.mktemp("catalog") / "demo"
+    build_demo_catalog(out, count=DEMO_COUNT, seed=7)
+    return out

@@ -1,0 +1,146 @@
+"""Analysis estimators on signals with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pretty_midi
+import pytest
+
+from index.analysis import (
+    analyse_audio,
+    analyse_midi,
+    bpm_matches,
+    estimate_bpm,
+    estimate_key,
+    family_of_program,
+    key_from_pitch_classes,
+    loudness_lufs,
+    normalise_key,
+    parse_midi,
+    relative_key,
+    snap_to_loop,
+)
+from index.decode import Audio
+
+SR = 22_050
+
+
+def click_loop(bpm: float, bars: int, sr: int = SR) -> np.ndarray:
+    """Kick on every beat, hat on every off-beat: an exact loop of ``bars`` 4/4 bars."""
+    beat = 60.0 / bpm
+    n = int(round(bars * 4 * beat * sr))
+    y = np.zeros(n, np.float32)
+    decay = np.exp(-np.arange(int(0.05 * sr)) / (0.01 * sr)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    for i in range(bars * 8):
+        start = int(round(i * beat / 2 * sr))
+        burst = decay * (rng.standard_normal(decay.size) if i % 2 else np.sin(np.arange(decay.size) * 0.05))
+        end = min(n, start + decay.size)
+        y[start:end] += (0.8 if i % 2 == 0 else 0.3) * burst[: end - start]
+    return y
+
+
+def chord_signal(midi_pitches: list[list[int]], seconds_each: float = 1.0, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds_each * sr)) / sr
+    parts = []
+    for chord in midi_pitches:
+        tone = sum(np.sin(2 * np.pi * 440 * 2 ** ((p - 69) / 12) * t) for p in chord)
+        parts.append(tone / len(chord))
+    return (0.4 * np.concatenate(parts)).astype(np.float32)
+
+
+@pytest.mark.parametrize("bpm,bars", [(124.0, 4), (174.0, 8), (92.0, 2), (140.0, 4)])
+def test_bpm_of_click_loops(bpm, bars):
+    estimate, method = estimate_bpm(click_loop(bpm, bars), SR)
+    assert bpm_matches(estimate, bpm), (estimate, bpm, method)
+
+
+def test_loop_snap_prefers_whole_bars():
+    duration = 4 * 240 / 124.0
+    assert snap_to_loop(122.5, duration) == pytest.approx(124.0)
+    assert snap_to_loop(61.8, duration) == pytest.approx(124.0 / 2, rel=0.01) or snap_to_loop(
+        61.8, duration
+    ) == pytest.approx(124.0, rel=0.01)
+    assert snap_to_loop(124.0, 300.0) is None  # long files are not treated as loops
+
+
+def test_key_of_cadence_in_a_minor():
+    # i - iv - V - i in A minor (Am, Dm, E, Am) with the bass an octave below
+    progression = [[45, 57, 60, 64], [50, 62, 65, 69], [52, 64, 68, 71], [45, 57, 60, 64]]
+    key, confidence = estimate_key(chord_signal(progression), SR)
+    assert key in ("A minor", relative_key("A minor")), key
+    assert confidence > 0.5
+
+
+def test_key_of_cadence_in_e_major():
+    progression = [[40, 52, 56, 59], [45, 57, 61, 64], [47, 59, 63, 66], [40, 52, 56, 59]]
+    key, _ = estimate_key(chord_signal(progression), SR)
+    assert key == "E major"
+
+
+def test_key_profiles_and_names():
+    assert key_from_pitch_classes(np.ones(12)) == (None, 0.0)
+    assert normalise_key("Ebm") == "D# minor"
+    assert normalise_key("c# MAJOR") == "C# major"
+    assert relative_key("F# minor") == "A major"
+    with pytest.raises(ValueError):
+        normalise_key("H major")
+
+
+def test_analyse_audio_reports_everything():
+    y = click_loop(128.0, 4)
+    audio = Audio(np.stack([y, y]), SR)
+    result = analyse_audio(audio, tonal=False)
+    assert result.key is None
+    assert bpm_matches(result.bpm, 128.0)
+    assert result.duration_s == pytest.approx(4 * 240 / 128.0, abs=1e-3)
+    assert -40 < result.loudness_lufs < 0
+    assert result.peak_dbfs <= 0
+
+
+def test_loudness_none_for_tiny_clips():
+    assert loudness_lufs(np.zeros((2, 100), np.float32) + 0.1, SR) is None
+
+
+def _midi(program: int, pitches: list[int], bpm: float = 100.0, key: str | None = None) -> pretty_midi.PrettyMIDI:
+    pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
+    inst = pretty_midi.Instrument(program=program)
+    beat = 60.0 / bpm
+    for i, p in enumerate(pitches):
+        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=i * beat, end=(i + 1) * beat))
+    pm.instruments.append(inst)
+    if key:
+        pm.key_signature_changes.append(
+            pretty_midi.KeySignature(pretty_midi.key_name_to_key_number(key), 0.0)
+        )
+    return pm
+
+
+def test_midi_analysis_reads_tempo_key_and_instruments():
+    pm = _midi(33, [45, 48, 52, 57, 55, 52, 50, 45], bpm=96.0, key="A minor")
+    result = analyse_midi(pm)
+    assert result.bpm == pytest.approx(96.0)
+    assert result.key == "A minor" and result.key_source == "key-signature"
+    assert result.instruments[0]["family"] == "bass"
+    assert result.pitch_range == (45, 57)
+    assert result.notes_per_second == pytest.approx(8 / result.duration_s, rel=1e-3)
+
+
+def test_midi_key_from_histogram_when_no_signature():
+    # G major scale, tonic weighted
+    pm = _midi(0, [55, 57, 59, 60, 62, 64, 66, 67, 55, 62, 55])
+    result = analyse_midi(pm)
+    assert result.key == "G major" and result.key_source == "pitch-histogram"
+
+
+def test_midi_errors_are_clear():
+    with pytest.raises(ValueError, match="not a readable MIDI"):
+        parse_midi(b"MThd garbage")
+    with pytest.raises(ValueError, match="no notes"):
+        analyse_midi(pretty_midi.PrettyMIDI())
+
+
+def test_gm_families():
+    assert [family_of_program(p) for p in (0, 25, 38, 48, 81, 90, 46)] == [
+        "keys", "guitar", "bass", "strings", "lead", "pad", "pluck"
+    ]
