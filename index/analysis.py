@@ -22,7 +22,7 @@ import pyloudnorm
 from index.decode import Audio, resample
 
 # Bump when an estimator changes: re-indexing then refreshes every item's analysis.
-ANALYSIS_VERSION = 1
+ANALYSIS_VERSION = 2
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_TO_SHARP = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
@@ -34,17 +34,18 @@ ANALYSIS_SR = 22_050
 HOP = 512
 # Below this correlation with the best key profile the item is called atonal (key None).
 MIN_KEY_CORRELATION = 0.5
-# Loop-length snapping: only for clips this short (longer files make bar counts too dense to
-# tell apart), and only when a whole bar count lies this close to the onset estimate.
+BPM_RANGE = (60.0, 200.0)
+# Loop-length tempo: only for clips this short (longer files make bar counts too dense to tell
+# apart), and only when the best bar-consistent tempo repeats nearly as well as the best overall.
 LOOP_MAX_SECONDS = 60.0
-LOOP_SNAP_TOLERANCE = 0.04
+LOOP_SCORE_RATIO = 0.9
 
 
 @dataclass
 class AudioAnalysis:
     duration_s: float
     bpm: float | None
-    bpm_method: str  # "loop-length" | "beats" | "onset" | "none"
+    bpm_method: str  # "loop-length" | "beats" | "periodicity" | "none"
     key: str | None
     key_confidence: float
     loudness_lufs: float | None
@@ -130,7 +131,10 @@ def key_from_pitch_classes(histogram: np.ndarray) -> tuple[str | None, float]:
 
 def estimate_key(y: np.ndarray, sr: int) -> tuple[str | None, float]:
     """Key of a mono signal from its mean CQT chroma; None when it looks atonal."""
-    chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=HOP * 4)
+    with warnings.catch_warnings():
+        # the CQT's lowest octaves of a short clip are shorter than librosa's default n_fft
+        warnings.simplefilter("ignore", UserWarning)
+        chroma = librosa.feature.chroma_cqt(y=y, sr=sr, hop_length=HOP * 4)
     key, r = key_from_pitch_classes(chroma.mean(axis=1))
     if r < MIN_KEY_CORRELATION:
         return None, r
@@ -151,42 +155,69 @@ def loop_bpm_candidates(duration_s: float, lo: float = 60.0, hi: float = 200.0) 
     return bpm[(bpm >= lo) & (bpm <= hi)]
 
 
-def snap_to_loop(bpm: float, duration_s: float) -> float | None:
-    """The bar-consistent tempo nearest ``bpm`` (or its half/double) when within tolerance."""
-    if duration_s > LOOP_MAX_SECONDS:
-        return None
-    candidates = loop_bpm_candidates(duration_s)
-    for target in (bpm, bpm * 2, bpm / 2):  # prefer the estimate's own octave
-        if candidates.size == 0:
-            return None
-        nearest = candidates[np.argmin(np.abs(np.log(candidates / target)))]
-        if abs(np.log(nearest / target)) <= LOOP_SNAP_TOLERANCE:
-            return float(nearest)
-    return None
+def periodicity(autocorr: np.ndarray, bpm: np.ndarray, frames_per_second: float) -> np.ndarray:
+    """How strongly an onset envelope repeats at one beat, two beats and one 4/4 bar of each
+    tempo in ``bpm`` (normalised autocorrelation, linearly interpolated between lags)."""
+    lags = np.arange(autocorr.size)
+    beat = 60.0 / np.asarray(bpm, dtype=float) * frames_per_second
+    score = np.zeros_like(beat)
+    for multiple, weight in ((1, 1.0), (2, 0.5), (4, 1.0)):
+        score += weight * np.interp(beat * multiple, lags, autocorr, right=0.0)
+    return score
+
+
+def pick_octave(bpm: float, reference: float, allowed: np.ndarray | None = None) -> float:
+    """``bpm``, or its half or double, whichever is nearest ``reference`` (log scale).
+
+    Periodicity alone cannot tell 88 from 176 BPM; librosa's tempo estimate, with its prior
+    around 120 BPM, usually can.
+
+    >>> pick_octave(196.0, 129.0), pick_octave(66.0, 129.0)
+    (98.0, 132.0)
+    """
+    options = [bpm * f for f in (0.5, 1.0, 2.0) if BPM_RANGE[0] <= bpm * f <= BPM_RANGE[1]]
+    if allowed is not None:
+        options = [o for o in options if np.min(np.abs(allowed - o)) < 1e-6] or [bpm]
+    return float(min(options, key=lambda o: abs(np.log(o / reference))))
 
 
 def estimate_bpm(y: np.ndarray, sr: int) -> tuple[float | None, str]:
-    """Tempo of a mono signal: onset autocorrelation, refined by a line through the beats,
-    snapped to a whole number of bars for loop-length clips."""
+    """Tempo of a mono signal, and which evidence decided it.
+
+    Scores every tempo in 60–200 BPM by the onset envelope's periodicity at one beat, two beats
+    and one bar. A clip under a minute whose best *bar-consistent* tempo (the clip is a whole
+    number of 4/4 bars) scores nearly as well as the best tempo overall is a loop cut on bar
+    lines, and that tempo wins ("loop-length"); otherwise the overall best is refined with a line
+    through librosa's tracked beats ("beats"). The octave follows librosa's estimate.
+    """
     duration = y.size / sr
     onset = librosa.onset.onset_strength(y=y, sr=sr, hop_length=HOP)
-    if onset.max() <= 0:
+    if onset.max() <= 0 or duration < 1.0:
         return None, "none"
-    tempo = float(librosa.feature.tempo(onset_envelope=onset, sr=sr, hop_length=HOP)[0])
-    method = "onset"
+    fps = sr / HOP
+    reference = float(librosa.feature.tempo(onset_envelope=onset, sr=sr, hop_length=HOP)[0])
+    autocorr = librosa.autocorrelate(onset - onset.mean())
+    autocorr = autocorr / max(float(autocorr[0]), 1e-12)
+    grid = np.arange(BPM_RANGE[0], BPM_RANGE[1] + 0.01, 0.25)
+    grid_scores = periodicity(autocorr, grid, fps)
+    free_best = float(grid[np.argmax(grid_scores)])
+    if duration <= LOOP_MAX_SECONDS:
+        candidates = loop_bpm_candidates(duration, *BPM_RANGE)
+        if candidates.size:
+            scores = periodicity(autocorr, candidates, fps)
+            best = float(candidates[np.argmax(scores)])
+            if scores.max() >= LOOP_SCORE_RATIO * grid_scores.max():
+                return round(pick_octave(best, reference, candidates), 2), "loop-length"
+    tempo = pick_octave(free_best, reference)
     _, beats = librosa.beat.beat_track(
         onset_envelope=onset, sr=sr, hop_length=HOP, bpm=tempo, units="time"
     )
     if len(beats) >= 4:
-        period = np.polyfit(np.arange(len(beats)), beats, 1)[0]
-        refined = 60.0 / period if period > 0 else tempo
-        # Keep the refinement only if the beat tracker stayed near the onset tempo.
-        if abs(np.log(refined / tempo)) < 0.08:
-            tempo, method = float(refined), "beats"
-    snapped = snap_to_loop(tempo, duration)
-    if snapped is not None:
-        return round(snapped, 2), "loop-length"
-    return round(tempo, 2), method
+        period = float(np.polyfit(np.arange(len(beats)), beats, 1)[0])
+        # Keep the refinement only if the beat tracker stayed near the chosen tempo.
+        if period > 0 and abs(np.log(60.0 / period / tempo)) < 0.04:
+            return round(60.0 / period, 2), "beats"
+    return round(tempo, 2), "periodicity"
 
 
 def bpm_matches(estimate: float, truth: float, tolerance: float = 0.02) -> bool:
@@ -265,7 +296,9 @@ def analyse_midi(midi: pretty_midi.PrettyMIDI) -> MidiAnalysis:
             {
                 "program": inst.program,
                 "is_drum": inst.is_drum,
-                "name": "Drum kit" if inst.is_drum else pretty_midi.program_to_instrument_name(inst.program),
+                "name": "Drum kit"
+                if inst.is_drum
+                else pretty_midi.program_to_instrument_name(inst.program),
                 "family": "drums" if inst.is_drum else family_of_program(inst.program),
                 "notes": len(inst.notes),
             }

@@ -195,7 +195,9 @@ def repeat_pad(window: np.ndarray, length: int) -> np.ndarray:
     return np.pad(tiled, (0, length - tiled.size))
 
 
-def log_mel_features(windows: Sequence[np.ndarray], extractor: ClapFeatureExtractor) -> torch.Tensor:
+def log_mel_features(
+    windows: Sequence[np.ndarray], extractor: ClapFeatureExtractor
+) -> torch.Tensor:
     """Batched torch equivalent of ``ClapFeatureExtractor`` in unfused ("rand_trunc") mode for
     windows no longer than its ``max_length_s``: shape (batch, 1, frames, mel bins).
 
@@ -242,7 +244,7 @@ TOKENIZER_CORPUS = (
 
 
 def train_byte_level_tokenizer(texts: Sequence[str], folder: Path, vocab_size: int = 512) -> None:
-    """Train a byte-level BPE on ``texts`` and save it as vocab.json + merges.txt (RoBERTa style)."""
+    """Train a byte-level BPE on ``texts``; save it as vocab.json + merges.txt (RoBERTa style)."""
     from tokenizers import ByteLevelBPETokenizer
 
     tokenizer = ByteLevelBPETokenizer()
@@ -257,7 +259,7 @@ def train_byte_level_tokenizer(texts: Sequence[str], folder: Path, vocab_size: i
 
 
 def tiny_clap_config(vocab_size: int, projection_dim: int = 64) -> ClapConfig:
-    """A CLAP small enough for CPU tests; keeps the 64-mel / spec_size 256 geometry of the real ones."""
+    """A CLAP small enough for CPU tests, with the 64-mel / spec_size 256 geometry of real ones."""
     audio = ClapAudioConfig(
         spec_size=256,
         num_mel_bins=64,
@@ -283,7 +285,9 @@ def tiny_clap_config(vocab_size: int, projection_dim: int = 64) -> ClapConfig:
     )
 
 
-def build_tiny_clap(folder: Path, *, seed: int = 0, texts: Sequence[str] = TOKENIZER_CORPUS) -> Path:
+def build_tiny_clap(
+    folder: Path, *, seed: int = 0, texts: Sequence[str] = TOKENIZER_CORPUS
+) -> Path:
     """Write a randomly initialised tiny CLAP model folder that ``from_pretrained`` loads offline.
 
     Random weights give deterministic but musically meaningless vectors: good for tests and for

@@ -53,7 +53,9 @@ def check_size(path: Path, limits: Limits) -> None:
     if size == 0:
         raise UnusableFile("empty file (0 bytes)")
     if size > limits.max_bytes:
-        raise UnusableFile(f"oversized: {size / 2**20:.0f} MiB > {limits.max_bytes / 2**20:.0f} MiB")
+        raise UnusableFile(
+            f"oversized: {size / 2**20:.0f} MiB > {limits.max_bytes / 2**20:.0f} MiB"
+        )
 
 
 def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
@@ -75,7 +77,7 @@ def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
     except RuntimeError as err:  # soundfile raises plain RuntimeError for some header errors
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
-    if 0 < declared and data.shape[0] < declared:
+    if declared > 0 and data.shape[0] < declared:
         raise UnusableFile(f"truncated: header says {declared} frames, file holds {data.shape[0]}")
     if path.suffix.lower() == ".wav":
         check_wav_complete(path)

@@ -90,7 +90,9 @@ class IngestReport:
     root: str
     manifest: str | None
     indexed: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)  # payload refreshed (licence, path), vectors kept
+    updated: list[str] = field(
+        default_factory=list
+    )  # payload refreshed (licence, path), vectors kept
     unchanged: list[str] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
@@ -143,6 +145,11 @@ def scan_files(root: Path, ignore: Iterable[Path] = ()) -> Iterator[Path]:
             continue
         if path.resolve() not in ignored:
             yield path
+
+
+# Documents that live beside the audio in a catalog folder (manifests, notes, artwork): not
+# reported as unsupported, since nobody expects them indexed.
+SIDECAR_EXTENSIONS = frozenset({".json", ".jsonl", ".csv", ".txt", ".md", ".pdf", ".png", ".jpg"})
 
 
 def kind_of(path: Path) -> str | None:
@@ -291,7 +298,9 @@ class Indexer:
 
     # Planning: decide per file whether it is new, unchanged, needs a payload refresh, or is out.
     def _existing_points(self, catalog: str) -> dict[str, dict[str, Any]]:
-        return {p.id: p.payload for p in self.store.scroll(Filter(must=(Match("catalog", catalog),)))}
+        return {
+            p.id: p.payload for p in self.store.scroll(Filter(must=(Match("catalog", catalog),)))
+        }
 
     def _plan(
         self,
@@ -308,6 +317,8 @@ class Indexer:
         for path in scan_files(root, ignore=ignore):
             relative = path.relative_to(root).as_posix()
             kind = kind_of(path)
+            if kind is None and path.suffix.lower() in SIDECAR_EXTENSIONS:
+                continue
             if kind is None:
                 report.skipped.append(Problem(relative, f"unsupported file type '{path.suffix}'"))
                 continue
@@ -339,7 +350,9 @@ class Indexer:
         """Licence or path changed, content did not: new payload, same vectors."""
         for item in items:
             (old,) = self.store.retrieve([point_id(catalog, item.sha256)], with_vectors=True)
-            payload = build_payload(item, catalog, old.payload["analysis"], self.embedder.embedder.id)
+            payload = build_payload(
+                item, catalog, old.payload["analysis"], self.embedder.embedder.id
+            )
             self.store.upsert([Point(old.id, payload, old.vectors)])
             report.updated.append(item.relative)
             self.progress.advance(item.relative)
@@ -366,7 +379,9 @@ class Indexer:
             return
         context = multiprocessing.get_context("spawn")
         in_flight_max = self.workers * 2
-        with ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker) as pool:
+        with ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=_init_worker
+        ) as pool:
             queue = iter(items)
             running: set[Future] = set()
             for item in queue:
@@ -463,7 +478,13 @@ def estimate_accuracy(store: VectorStore, catalog: str) -> dict[str, Any]:
             if estimate.get("bpm") and bpm_matches(estimate["bpm"], truth["bpm"]):
                 bpm_ok += 1
             elif len(misses) < 25:
-                misses.append({"path": point.payload["path"], "bpm": truth["bpm"], "estimated": estimate.get("bpm")})
+                misses.append(
+                    {
+                        "path": point.payload["path"],
+                        "bpm": truth["bpm"],
+                        "estimated": estimate.get("bpm"),
+                    }
+                )
         if truth.get("key"):
             key_total += 1
             guess = estimate.get("key")
@@ -484,4 +505,3 @@ def estimate_accuracy(store: VectorStore, catalog: str) -> dict[str, Any]:
         },
         "bpm_misses": misses,
     }
-

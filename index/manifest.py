@@ -137,9 +137,7 @@ def _csv_rows(path: Path) -> list[tuple[int, dict[str, Any] | str]]:
     with path.open(newline="", encoding="utf-8") as f:
         for number, record in enumerate(csv.DictReader(f), start=2):
             meta = {
-                k: record[k]
-                for k in ("instrument", "genre", "key", "caption")
-                if record.get(k)
+                k: record[k] for k in ("instrument", "genre", "key", "caption") if record.get(k)
             }
             if record.get("bpm"):
                 meta["bpm"] = record["bpm"]

@@ -93,7 +93,9 @@ def _components(settings: Settings):
 @app.command("index")
 def index_command(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Catalog folder.")],
-    catalog: Annotated[str | None, typer.Option(help="Catalog name (default: folder name).")] = None,
+    catalog: Annotated[
+        str | None, typer.Option(help="Catalog name (default: folder name).")
+    ] = None,
     manifest: Annotated[
         Path | None, typer.Option(help="Licence manifest (JSONL/CSV); default: found in folder.")
     ] = None,
@@ -103,8 +105,9 @@ def index_command(
 ) -> None:
     """Index a catalog folder: licence check, analysis, CLAP embeddings, upsert."""
     settings = get_settings()
-    result = run_index(settings, folder, catalog=catalog, manifest=manifest, prune=prune,
-                       workers=workers)
+    result = run_index(
+        settings, folder, catalog=catalog, manifest=manifest, prune=prune, workers=workers
+    )
     _print_report(result)
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -112,8 +115,9 @@ def index_command(
         console.print(f"report written to {report}")
 
 
-def run_index(settings: Settings, folder: Path, *, catalog=None, manifest=None, prune=False,
-              workers=None):
+def run_index(
+    settings: Settings, folder: Path, *, catalog=None, manifest=None, prune=False, workers=None
+):
     from index.ingest import Indexer
     from index.manifest import Manifest, find_manifest, load_manifest
 
@@ -136,8 +140,9 @@ def run_index(settings: Settings, folder: Path, *, catalog=None, manifest=None, 
                 batch_size=settings.embed_batch_size,
                 progress=RichProgress(progress),
             )
-            return indexer.run(folder, catalog=catalog or folder.resolve().name, manifest=loaded,
-                               prune=prune)
+            return indexer.run(
+                folder, catalog=catalog or folder.resolve().name, manifest=loaded, prune=prune
+            )
     finally:
         store.close()
 
@@ -159,11 +164,15 @@ def _print_report(report) -> None:
     bpm = report.accuracy.get("bpm_drum_loops", {})
     key = report.accuracy.get("key_tonal_stems", {})
     if bpm.get("items"):
-        console.print(f"  BPM estimate on drum loops: {bpm['rate']:.1%} of {bpm['items']} "
-                      "within 2 % or half/double")
+        console.print(
+            f"  BPM estimate on drum loops: {bpm['rate']:.1%} of {bpm['items']} "
+            "within 2 % or half/double"
+        )
     if key.get("items"):
-        console.print(f"  key estimate on tonal stems: {key['rate_exact_or_relative']:.1%} of "
-                      f"{key['items']} right or relative ({key['rate_exact']:.1%} exact)")
+        console.print(
+            f"  key estimate on tonal stems: {key['rate_exact_or_relative']:.1%} of "
+            f"{key['items']} right or relative ({key['rate_exact']:.1%} exact)"
+        )
 
 
 # --- search -------------------------------------------------------------------------------------
@@ -182,7 +191,9 @@ def search_command(
     half_double: Annotated[bool, typer.Option(help="Also match half/double time.")] = True,
     key: Annotated[str | None, typer.Option(help='e.g. "A minor", "F#m"')] = None,
     compatible_key: Annotated[bool, typer.Option(help="Also match the relative key.")] = False,
-    use: Annotated[list[str] | None, typer.Option(help="Licence use required (repeatable).")] = None,
+    use: Annotated[
+        list[str] | None, typer.Option(help="Licence use required (repeatable).")
+    ] = None,
     k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON hits.")] = False,
 ) -> None:
@@ -190,9 +201,18 @@ def search_command(
     from rag.search import SearchError, SearchRequest, search
 
     request = SearchRequest(
-        text=text, like=like, catalog=catalog, kind=kind, instrument=instrument, genre=genre,
-        bpm=bpm, bpm_tolerance=bpm_tolerance, half_double=half_double, key=key,
-        compatible_key=compatible_key, uses=tuple(dict.fromkeys(["search", *(use or [])])),
+        text=text,
+        like=like,
+        catalog=catalog,
+        kind=kind,
+        instrument=instrument,
+        genre=genre,
+        bpm=bpm,
+        bpm_tolerance=bpm_tolerance,
+        half_double=half_double,
+        key=key,
+        compatible_key=compatible_key,
+        uses=tuple(dict.fromkeys(["search", *(use or [])])),
         limit=k,
     )
     embedder, store = _components(get_settings())
@@ -210,8 +230,10 @@ def search_command(
 
 
 def _title(request) -> str:
-    parts = [f'"{request.text}"' if request.text else "", f"like {request.like.name}" if
-             request.like else ""]
+    parts = [
+        f'"{request.text}"' if request.text else "",
+        f"like {request.like.name}" if request.like else "",
+    ]
     return " + ".join(p for p in parts if p) or "filtered items"
 
 

@@ -48,8 +48,12 @@ class SearchHit:
     scores: dict[str, float] = field(default_factory=dict)  # cosine per query
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "score": round(self.score, 4), "scores": self.scores,
-                "payload": self.payload}
+        return {
+            "id": self.id,
+            "score": round(self.score, 4),
+            "scores": self.scores,
+            "payload": self.payload,
+        }
 
 
 class SearchError(ValueError):
@@ -110,9 +114,7 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
         return [SearchHit(p.id, 1.0, p.payload) for p in _first(store, flt, request.limit)]
     depth = max(request.limit * 4, 50)  # fuse over deeper lists than we return
     rankings = {
-        label: store.search(
-            name, vector, embedder_id=embedder.embedder.id, filter=flt, limit=depth
-        )
+        label: store.search(name, vector, embedder_id=embedder.embedder.id, filter=flt, limit=depth)
         for label, name, vector in queries
     }
     return fuse(rankings, request.limit)

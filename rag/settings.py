@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     )
     clap_revision: str | None = None
     device: str = "cpu"
-    workers: int = Field(2, ge=0, description="Decode/analysis processes for indexing (0 = inline).")
+    workers: int = Field(
+        2, ge=0, description="Decode/analysis processes for indexing (0 = inline)."
+    )
     embed_batch_size: int = Field(16, ge=1)
 
     @property

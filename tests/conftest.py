@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from index.clap import ClapEmbedder, build_tiny_clap  # noqa: E402
+from index.clap import ClapEmbedder, build_tiny_clap
 
 DEMO_COUNT = 24
 

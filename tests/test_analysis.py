@@ -14,11 +14,12 @@ from index.analysis import (
     estimate_key,
     family_of_program,
     key_from_pitch_classes,
+    loop_bpm_candidates,
     loudness_lufs,
     normalise_key,
     parse_midi,
+    pick_octave,
     relative_key,
-    snap_to_loop,
 )
 from index.decode import Audio
 
@@ -28,19 +29,23 @@ SR = 22_050
 def click_loop(bpm: float, bars: int, sr: int = SR) -> np.ndarray:
     """Kick on every beat, hat on every off-beat: an exact loop of ``bars`` 4/4 bars."""
     beat = 60.0 / bpm
-    n = int(round(bars * 4 * beat * sr))
+    n = round(bars * 4 * beat * sr)
     y = np.zeros(n, np.float32)
     decay = np.exp(-np.arange(int(0.05 * sr)) / (0.01 * sr)).astype(np.float32)
     rng = np.random.default_rng(0)
     for i in range(bars * 8):
-        start = int(round(i * beat / 2 * sr))
-        burst = decay * (rng.standard_normal(decay.size) if i % 2 else np.sin(np.arange(decay.size) * 0.05))
+        start = round(i * beat / 2 * sr)
+        burst = decay * (
+            rng.standard_normal(decay.size) if i % 2 else np.sin(np.arange(decay.size) * 0.05)
+        )
         end = min(n, start + decay.size)
         y[start:end] += (0.8 if i % 2 == 0 else 0.3) * burst[: end - start]
     return y
 
 
-def chord_signal(midi_pitches: list[list[int]], seconds_each: float = 1.0, sr: int = SR) -> np.ndarray:
+def chord_signal(
+    midi_pitches: list[list[int]], seconds_each: float = 1.0, sr: int = SR
+) -> np.ndarray:
     t = np.arange(int(seconds_each * sr)) / sr
     parts = []
     for chord in midi_pitches:
@@ -55,13 +60,23 @@ def test_bpm_of_click_loops(bpm, bars):
     assert bpm_matches(estimate, bpm), (estimate, bpm, method)
 
 
-def test_loop_snap_prefers_whole_bars():
-    duration = 4 * 240 / 124.0
-    assert snap_to_loop(122.5, duration) == pytest.approx(124.0)
-    assert snap_to_loop(61.8, duration) == pytest.approx(124.0 / 2, rel=0.01) or snap_to_loop(
-        61.8, duration
-    ) == pytest.approx(124.0, rel=0.01)
-    assert snap_to_loop(124.0, 300.0) is None  # long files are not treated as loops
+def test_octave_follows_the_reference_within_loop_candidates():
+    candidates = loop_bpm_candidates(4 * 240 / 88.0, 60, 200)
+    assert pick_octave(176.0, 117.0, candidates) == pytest.approx(88.0)
+    assert pick_octave(66.0, 129.0) == 132.0
+
+
+def test_loop_length_decides_for_bar_cut_loops():
+    estimate, method = estimate_bpm(click_loop(97.0, 4), SR)
+    assert method == "loop-length" and bpm_matches(estimate, 97.0, tolerance=0.001)
+
+
+def test_non_loop_clip_is_not_forced_onto_bar_lengths():
+    # 4 bars at 130 BPM plus an odd 0.37 s: no whole-bar tempo near 130 fits the length
+    y = click_loop(130.0, 4)
+    y = np.concatenate([y, y[: int(0.37 * SR)]])
+    estimate, method = estimate_bpm(y, SR)
+    assert bpm_matches(estimate, 130.0), (estimate, method)
 
 
 def test_key_of_cadence_in_a_minor():
@@ -102,12 +117,16 @@ def test_loudness_none_for_tiny_clips():
     assert loudness_lufs(np.zeros((2, 100), np.float32) + 0.1, SR) is None
 
 
-def _midi(program: int, pitches: list[int], bpm: float = 100.0, key: str | None = None) -> pretty_midi.PrettyMIDI:
+def _midi(
+    program: int, pitches: list[int], bpm: float = 100.0, key: str | None = None
+) -> pretty_midi.PrettyMIDI:
     pm = pretty_midi.PrettyMIDI(initial_tempo=bpm)
     inst = pretty_midi.Instrument(program=program)
     beat = 60.0 / bpm
     for i, p in enumerate(pitches):
-        inst.notes.append(pretty_midi.Note(velocity=90, pitch=p, start=i * beat, end=(i + 1) * beat))
+        inst.notes.append(
+            pretty_midi.Note(velocity=90, pitch=p, start=i * beat, end=(i + 1) * beat)
+        )
     pm.instruments.append(inst)
     if key:
         pm.key_signature_changes.append(
@@ -142,5 +161,11 @@ def test_midi_errors_are_clear():
 
 def test_gm_families():
     assert [family_of_program(p) for p in (0, 25, 38, 48, 81, 90, 46)] == [
-        "keys", "guitar", "bass", "strings", "lead", "pad", "pluck"
+        "keys",
+        "guitar",
+        "bass",
+        "strings",
+        "lead",
+        "pad",
+        "pluck",
     ]

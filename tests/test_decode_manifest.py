@@ -66,11 +66,21 @@ def test_manifest_jsonl_keeps_good_rows_and_names_bad_ones(tmp_path):
     lines = [
         json.dumps(good),
         "{not json",
-        json.dumps({**good, "path": "stems/b.wav", "licence": {"id": "", "holder": "x",
-                                                               "allowed_uses": ["search"]}}),
+        json.dumps(
+            {
+                **good,
+                "path": "stems/b.wav",
+                "licence": {"id": "", "holder": "x", "allowed_uses": ["search"]},
+            }
+        ),
         json.dumps({**good, "path": "../escape.wav"}),
-        json.dumps({**good, "path": "stems/c.wav", "licence": {**good["licence"],
-                                                               "allowed_uses": ["resell"]}}),
+        json.dumps(
+            {
+                **good,
+                "path": "stems/c.wav",
+                "licence": {**good["licence"], "allowed_uses": ["resell"]},
+            }
+        ),
         json.dumps(good),
         "",
     ]

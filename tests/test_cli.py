@@ -1,0 +1,72 @@
+"""The command line, run in-process: catalog demo → index → search --json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from rag.cli import app
+from rag.settings import get_settings
+
+
+@pytest.fixture
+def cli_env(tmp_path, monkeypatch, tiny_clap_folder):
+    monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AUDIORAG_CLAP_MODEL", str(tiny_clap_folder))
+    monkeypatch.setenv("AUDIORAG_WORKERS", "0")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def test_catalog_index_search_round_trip(cli_env):
+    runner = CliRunner()
+    catalog = cli_env / "cat"
+    result = runner.invoke(app, ["catalog", "demo", "--out", str(catalog), "--count", "3"])
+    assert result.exit_code == 0, result.output
+    assert (catalog / "licences.jsonl").is_file()
+
+    report = cli_env / "report.json"
+    result = runner.invoke(
+        app, ["index", str(catalog), "--catalog", "mine", "--report", str(report)]
+    )
+    assert result.exit_code == 0, result.output
+    counts = json.loads(report.read_text())["counts"]
+    assert counts["indexed"] == 6 and counts["failed"] == 0
+
+    result = runner.invoke(app, ["search", "drum loop", "--catalog", "mine", "-k", "4", "--json"])
+    assert result.exit_code == 0, result.output
+    hits = json.loads(result.stdout)
+    assert 0 < len(hits) <= 4
+    for hit in hits:
+        assert set(hit) >= {"id", "score", "payload"}
+        assert hit["payload"]["catalog"] == "mine"
+        assert {"instrument", "genre", "bpm", "key", "licence"} <= set(hit["payload"])
+
+    result = runner.invoke(app, ["search", "--key", "Q minor"])
+    assert result.exit_code == 2 and "not a key" in result.output
+
+
+def test_index_without_manifest_explains(cli_env):
+    folder = cli_env / "empty-catalog"
+    folder.mkdir()
+    (folder / "loop.wav").write_bytes(b"RIFF")
+    result = CliRunner().invoke(app, ["index", str(folder)])
+    assert result.exit_code == 0
+    assert "no licence manifest" in result.output
+    assert "no licence entry" in result.output
+
+
+def test_default_model_is_built_offline_and_announced(tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
+    get_settings.cache_clear()
+    from rag.components import load_embedder
+
+    embedder, notice = load_embedder(get_settings())
+    assert "randomly initialised" in notice
+    assert (get_settings().default_clap_folder / "model.safetensors").is_file()
+    assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)
+    get_settings.cache_clear()

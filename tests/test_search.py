@@ -1,0 +1,118 @@
+"""Search: filters (licence use, BPM with half/double time, key), fusion, query by example."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from index.analysis import relative_key
+from index.ingest import Indexer
+from index.manifest import load_manifest
+from index.store import open_store
+from rag.search import SearchError, SearchRequest, build_filter, fuse, search
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory, demo_catalog, embedder):
+    store = open_store(embedder.embedder, path=tmp_path_factory.mktemp("search") / "store")
+    Indexer(store, embedder, workers=0).run(
+        demo_catalog, catalog="demo", manifest=load_manifest(demo_catalog / "licences.jsonl")
+    )
+    yield store
+    store.close()
+
+
+def _all(store):
+    return [p.payload for p in store.scroll()]
+
+
+def test_text_search_returns_licensed_hits_with_payload(indexed, embedder):
+    hits = search(indexed, embedder, SearchRequest(text="punchy drums", limit=5))
+    assert 0 < len(hits) <= 5
+    assert all("search" in h.payload["licence"]["allowed_uses"] for h in hits)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    first = hits[0].to_json()
+    assert set(first) >= {"id", "score", "payload"}
+    assert set(first["scores"]) <= {"text→audio", "text→caption"}
+    json.dumps([h.to_json() for h in hits])
+
+
+def test_licence_use_filter_never_leaks(indexed, embedder):
+    payloads = _all(indexed)
+    seedable = {p["path"] for p in payloads if "generation-seed" in p["licence"]["allowed_uses"]}
+    assert 0 < len(seedable) < len(payloads), "the demo catalog should mix licence uses"
+    hits = search(
+        indexed,
+        embedder,
+        SearchRequest(text="anything", uses=("search", "generation-seed"), limit=100),
+    )
+    assert hits and {h.payload["path"] for h in hits} <= seedable
+
+
+def test_bpm_filter_accepts_half_and_double_time(indexed, embedder):
+    payloads = [p for p in _all(indexed) if p.get("bpm")]
+    target = payloads[0]["bpm"]
+    hits = search(
+        indexed, embedder, SearchRequest(text="loop", bpm=target * 2, bpm_tolerance=1, limit=200)
+    )
+    assert hits
+    for h in hits:
+        b = h.payload["bpm"]
+        assert any(abs(b - target * 2 * f) <= 1 * f + 1e-9 for f in (1, 0.5, 2))
+    strict = search(
+        indexed,
+        embedder,
+        SearchRequest(text="loop", bpm=target * 2, bpm_tolerance=1, half_double=False, limit=200),
+    )
+    assert all(abs(h.payload["bpm"] - target * 2) <= 1 for h in strict)
+    assert len(strict) < len(hits)
+
+
+def test_key_filter_with_relative_key(indexed, embedder):
+    key = next(p["key"] for p in _all(indexed) if p.get("key"))
+    exact = search(indexed, embedder, SearchRequest(key=key, limit=200))
+    assert exact and all(h.payload["key"] == key for h in exact)
+    loose = search(indexed, embedder, SearchRequest(key=key, compatible_key=True, limit=200))
+    assert {h.payload["key"] for h in loose} <= {key, relative_key(key)}
+    assert len(loose) >= len(exact)
+
+
+def test_query_by_example_excludes_the_reference_itself(indexed, embedder, demo_catalog):
+    reference = sorted((demo_catalog / "stems").rglob("*.wav"))[0]
+    hits = search(indexed, embedder, SearchRequest(like=reference, limit=5))
+    assert hits and all(
+        h.payload["path"] != reference.relative_to(demo_catalog).as_posix() for h in hits
+    )
+    with_self = search(
+        indexed, embedder, SearchRequest(like=reference, include_reference=True, limit=1)
+    )
+    assert with_self[0].payload["path"] == reference.relative_to(demo_catalog).as_posix()
+    assert with_self[0].scores["clip→audio"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_text_and_clip_fused(indexed, embedder, demo_catalog):
+    reference = sorted((demo_catalog / "stems").rglob("*.wav"))[1]
+    hits = search(indexed, embedder, SearchRequest(text="bass", like=reference, limit=5))
+    assert any(len(h.scores) >= 2 for h in hits)
+
+
+def test_bad_requests_are_clear(indexed, embedder, tmp_path):
+    with pytest.raises(SearchError, match="not a key"):
+        search(indexed, embedder, SearchRequest(key="Z minor"))
+    with pytest.raises(SearchError, match="not found"):
+        search(indexed, embedder, SearchRequest(like=tmp_path / "missing.wav"))
+    (tmp_path / "junk.wav").write_bytes(b"junk")
+    with pytest.raises(SearchError, match=r"junk\.wav"):
+        search(indexed, embedder, SearchRequest(like=tmp_path / "junk.wav"))
+
+
+def test_fuse_is_reciprocal_rank():
+    from index.store import Hit
+
+    a = [Hit("x", 0.9, {}), Hit("y", 0.8, {})]
+    b = [Hit("y", 0.7, {}), Hit("z", 0.6, {})]
+    fused = fuse({"a": a, "b": b}, limit=3)
+    assert [h.id for h in fused] == ["y", "x", "z"]
+    assert fused[0].scores == {"a": 0.8, "b": 0.7}
+    assert build_filter(SearchRequest()).must  # "search" use is always required
