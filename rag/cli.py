@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -226,7 +227,12 @@ def search_command(
     if as_json:
         typer.echo(json.dumps([h.to_json() for h in hits], indent=2))
     else:
-        Console().print(hits_table(hits, title=_title(request)))
+        results_console().print(hits_table(hits, title=_title(request)))
+
+
+def results_console() -> Console:
+    """Stdout console; wide enough for the results table when piped to a file or a CI log."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
 
 
 def _title(request) -> str:
@@ -296,7 +302,7 @@ def demo(
         queries = [*DEMO_QUERIES, {"like": reference}] if reference else list(DEMO_QUERIES)
         for query in queries:
             request = SearchRequest(catalog="demo", limit=5, **query)
-            Console().print(hits_table(search(store, embedder, request), _title(request)))
+            results_console().print(hits_table(search(store, embedder, request), _title(request)))
     finally:
         store.close()
 

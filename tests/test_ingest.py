@@ -117,6 +117,10 @@ def test_index_demo_catalog_with_hostile_files(catalog, store, embedder):
     assert set(payload["licence"]) >= {"id", "holder", "allowed_uses", "attribution"}
     assert payload["embedder"] == embedder.embedder.id
     assert set(point.vectors) == {"audio", "text"}
+    bpm = report.accuracy["bpm_drum_loops"]
+    key = report.accuracy["key_tonal_stems"]
+    assert bpm["items"] > 0 and key["items"] > 0
+    assert 0 <= bpm["rate"] <= 1 and 0 <= key["rate_exact_or_relative"] <= 1
     midi_points = list(store.scroll(Filter(must=(Match("kind", "midi"),))))
     assert len(midi_points) == DEMO_COUNT
     assert all(p.payload["analysis"]["note_count"] > 0 for p in midi_points)
@@ -167,14 +171,6 @@ def test_prune_removes_points_of_deleted_files(catalog, store, embedder):
     pruned = _index(catalog, store, embedder, prune=True)
     assert [p.path for p in pruned.removed] == [gone.relative_to(catalog).as_posix()]
     assert store.count() == 2 * DEMO_COUNT - 1
-
-
-def test_accuracy_is_reported(catalog, store, embedder):
-    report = _index(catalog, store, embedder)
-    bpm = report.accuracy["bpm_drum_loops"]
-    key = report.accuracy["key_tonal_stems"]
-    assert bpm["items"] > 0 and key["items"] > 0
-    assert 0 <= bpm["rate"] <= 1 and 0 <= key["rate_exact_or_relative"] <= 1
 
 
 def _sha(path: Path) -> str:
