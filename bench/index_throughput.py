@@ -18,10 +18,13 @@ from pathlib import Path
 
 import torch
 
+from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder, build_tiny_clap
+from index.decode import Limits
 from index.demo.catalog import build_demo_catalog
-from index.ingest import Indexer, WorkItem, _prepare_or_reason, build_payload, file_sha256, kind_of
+from index.ingest import Indexer, build_payload, file_sha256, kind_of
 from index.manifest import load_manifest
+from index.prepare import WorkItem, prepare_or_problem
 from index.store import Point, open_store, point_id
 
 RESULTS = Path(__file__).parent / "results"
@@ -34,7 +37,7 @@ def naive_loop(folder: Path, store, embedder: ClapEmbedder) -> int:
     for relative, entry in manifest.entries.items():
         path = folder / relative
         item = WorkItem(relative, path, kind_of(path), file_sha256(path), entry)
-        prepared = _prepare_or_reason(item, Indexer(store, embedder).limits)
+        prepared = prepare_or_problem(item, Limits(), CLAP_SR)
         payload = build_payload(item, "bench", prepared.analysis, embedder.embedder.id)
         audio = embedder.embed_audio([prepared.clip])[0]
         text = embedder.embed_text([payload["caption"]])[0]

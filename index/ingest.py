@@ -15,32 +15,19 @@ import os
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
+import torch
 
-from index.analysis import (
-    ANALYSIS_VERSION,
-    analyse_audio,
-    analyse_midi,
-    bpm_matches,
-    parse_midi,
-    relative_key,
-)
+from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.decode import (
-    MIDI_EXTENSIONS,
-    STEM_EXTENSIONS,
-    Limits,
-    UnusableFile,
-    check_size,
-    decode_audio,
-    resample,
-)
+from index.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits
 from index.manifest import Entry, Manifest
+from index.prepare import Prepared, Problem, WorkItem, prepare_or_problem
 from index.store import Filter, Match, Point, VectorStore, point_id
 
 
@@ -58,30 +45,6 @@ class SilentProgress:
 
     def advance(self, status: str = "") -> None:
         pass
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    relative: str  # posix path relative to the catalog folder: the payload's `path`
-    absolute: Path
-    kind: str  # "stem" | "midi"
-    sha256: str
-    entry: Entry
-
-
-@dataclass
-class Prepared:
-    """A work item after decode + analysis: what embedding and the payload need."""
-
-    item: WorkItem
-    clip: np.ndarray  # mono float32 at the CLAP rate
-    analysis: dict[str, Any]
-
-
-@dataclass
-class Problem:
-    path: str
-    reason: str
 
 
 @dataclass
@@ -167,47 +130,21 @@ def entry_fingerprint(entry: Entry) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-# --- per-item work (runs in worker processes) ---------------------------------------------------
-
-
-def prepare(item: WorkItem, limits: Limits) -> Prepared:
-    """Decode and analyse one file; raise UnusableFile/ValueError with the reason."""
-    if item.kind == "midi":
-        return _prepare_midi(item, limits)
-    audio = decode_audio(item.absolute, limits)
-    tonal = False if item.entry.meta.instrument == "drums" else None
-    analysis = analyse_audio(audio, tonal=tonal).to_payload()
-    clip = resample(audio.mono(), audio.sr, CLAP_SR)
-    return Prepared(item, clip, analysis)
-
-
-def _prepare_midi(item: WorkItem, limits: Limits) -> Prepared:
-    from index.render import render_midi  # the SoundFont synth is only needed for MIDI
-
-    check_size(item.absolute, limits)
-    midi = parse_midi(item.absolute.read_bytes())
-    analysis = analyse_midi(midi)
-    if analysis.duration_s > limits.max_seconds:
-        raise UnusableFile(f"too long: {analysis.duration_s:.0f} s > {limits.max_seconds:.0f} s")
-    stereo = render_midi(midi, sr=CLAP_SR)
-    return Prepared(item, stereo.mean(axis=0).astype(np.float32), analysis.to_payload())
-
-
-def _prepare_or_reason(item: WorkItem, limits: Limits) -> Prepared | Problem:
+@contextmanager
+def single_threaded_children() -> Iterator[None]:
+    """Processes spawned inside get one BLAS/OpenMP/numba thread each: with several workers on
+    few cores, more threads only make them wait on each other."""
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, "1"))
     try:
-        return prepare(item, limits)
-    except (UnusableFile, ValueError) as err:
-        return Problem(item.relative, str(err))
-    except Exception as err:  # a decoder or analysis bug must not stop the batch
-        return Problem(item.relative, f"analysis error: {type(err).__name__}: {err}")
-
-
-def _init_worker() -> None:
-    # Two cores, several processes: one BLAS/OpenMP thread each avoids oversubscription.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
-    import torch
-
-    torch.set_num_threads(1)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 # --- payloads -----------------------------------------------------------------------------------
@@ -375,17 +312,28 @@ class Indexer:
         """Decode + analyse, in worker processes when ``workers`` > 0, with bounded memory."""
         if self.workers == 0 or len(items) < 2:
             for item in items:
-                yield _prepare_or_reason(item, self.limits)
+                yield prepare_or_problem(item, self.limits, CLAP_SR)
             return
+        # While workers analyse, embedding here gets the cores they leave: more torch threads
+        # than free cores only makes them all wait on each other.
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) - self.workers))
+        try:
+            yield from self._prepared_in_pool(items)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _prepared_in_pool(self, items: list[WorkItem]) -> Iterator[Prepared | Problem]:
         context = multiprocessing.get_context("spawn")
         in_flight_max = self.workers * 2
-        with ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_init_worker
-        ) as pool:
+        with (
+            single_threaded_children(),
+            ProcessPoolExecutor(self.workers, mp_context=context) as pool,
+        ):
             queue = iter(items)
             running: set[Future] = set()
             for item in queue:
-                running.add(pool.submit(_prepare_or_reason, item, self.limits))
+                running.add(pool.submit(prepare_or_problem, item, self.limits, CLAP_SR))
                 if len(running) >= in_flight_max:
                     break
             while running:
@@ -394,7 +342,9 @@ class Indexer:
                     yield future.result()
                     following = next(queue, None)
                     if following is not None:
-                        running.add(pool.submit(_prepare_or_reason, following, self.limits))
+                        running.add(
+                            pool.submit(prepare_or_problem, following, self.limits, CLAP_SR)
+                        )
 
     def _embed_and_upsert(self, batch: list[Prepared], catalog: str, report: IngestReport) -> None:
         embedded = self._embed(batch, catalog, report)

@@ -74,7 +74,10 @@ class Backend:
         return self.open(embedder)
 
 
-@pytest.fixture(params=["edge", "local-memory", "local-disk"])
+BACKENDS = ["edge", "local-memory", "local-disk"]
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend(request.param, tmp_path)
 
@@ -84,6 +87,19 @@ def store(backend: Backend) -> Iterator[VectorStore]:
     s = backend.open()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def filled(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[VectorStore, list[Point]]]:
+    """One store per backend filled once, for the tests that only read (local mode on disk
+    commits every point to sqlite, so filling a store per test would dominate the suite)."""
+    store = Backend(request.param, tmp_path_factory.mktemp(request.param)).open()
+    points = make_points(400)  # more than one scroll page
+    store.upsert(points)
+    yield store, points
+    store.close()
 
 
 def unit(v: np.ndarray) -> np.ndarray:
@@ -250,11 +266,10 @@ def test_retrieve_keeps_request_order_and_skips_missing(store: VectorStore) -> N
     assert got[0].payload == points[7].payload
 
 
-def test_scroll_pages_through_everything(store: VectorStore) -> None:
-    points = make_points(600)  # more than two scroll pages
-    store.upsert(points)
+def test_scroll_pages_through_everything(filled: tuple[VectorStore, list[Point]]) -> None:
+    store, points = filled
     seen = [p.id for p in store.scroll()]
-    assert len(seen) == len(set(seen)) == 600
+    assert len(seen) == len(set(seen)) == len(points)
     assert set(seen) == {p.id for p in points}
     with_vectors = next(iter(store.scroll(with_vectors=True)))
     assert set(with_vectors.vectors) == {"audio", "text"}
@@ -264,9 +279,8 @@ def test_scroll_pages_through_everything(store: VectorStore) -> None:
 # ---------------------------------------------------------------- search and filters
 
 
-def test_search_order_matches_numpy(store: VectorStore) -> None:
-    points = make_points(400)
-    store.upsert(points)
+def test_search_order_matches_numpy(filled: tuple[VectorStore, list[Point]]) -> None:
+    store, points = filled
     rng = np.random.default_rng(1)
     for _ in range(10):
         query = rng.standard_normal(DIM)
@@ -281,10 +295,9 @@ def test_search_order_matches_numpy(store: VectorStore) -> None:
 
 
 @pytest.mark.parametrize("case", list(FILTER_CASES))
-def test_filter(store: VectorStore, case: str) -> None:
+def test_filter(filled: tuple[VectorStore, list[Point]], case: str) -> None:
+    store, points = filled
     filter, keep = FILTER_CASES[case]
-    points = make_points(300)
-    store.upsert(points)
     want_ids = {p.id for p in points if keep(p.payload)}
     assert 0 < len(want_ids) < len(points), "the case should select some points, not all"
     assert store.count(filter) == len(want_ids)
@@ -294,16 +307,16 @@ def test_filter(store: VectorStore, case: str) -> None:
     assert [h.id for h in hits] == [i for i, _ in brute_force(points, query, keep, 10)]
 
 
-def test_empty_filter_matches_everything(store: VectorStore) -> None:
-    store.upsert(make_points(30))
-    assert store.count(Filter()) == 30
-    assert store.count(Filter(must=(Filter(),))) == 30
+def test_empty_filter_matches_everything(filled: tuple[VectorStore, list[Point]]) -> None:
+    store, points = filled
+    assert store.count() == store.count(Filter()) == len(points)
+    assert store.count(Filter(must=(Filter(),))) == len(points)
 
 
 def test_filtered_search_after_optimize_matches_exact(store: VectorStore) -> None:
     """HNSW + filter on clustered data loses recall without ACORN; ours must equal exact."""
     # Only Edge has a graph to get wrong (local mode is brute force, and slow to fill on disk).
-    n = 3000 if isinstance(store, EdgeStore) else 1000
+    n = 3000 if isinstance(store, EdgeStore) else 500
     centers = unit(np.random.default_rng(3).standard_normal((30, DIM)))
     points = make_points(n, seed=4, centers=centers)
     for i in range(0, len(points), 1000):

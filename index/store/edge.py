@@ -269,8 +269,8 @@ def _open_shard(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
         # Passing the config re-checks vector sizes and stores new HNSW params for later builds.
         return qe.EdgeShard.load(str(path), config)
     shard = qe.EdgeShard.create(str(path), config)
-    # enable_hnsw=False: no extra graph links per payload value. They made optimize() ~15x slower
-    # (100k points: 14 min instead of ~1) and ACORN + full scans already keep filtered recall.
+    # enable_hnsw=False: no extra graph links per payload value. They made optimize() 6-12x slower
+    # (100k points: 14 min instead of 1-2) and ACORN + full scans already keep filtered recall.
     for field in KEYWORD_FIELDS:
         params = qe.KeywordIndexParams(enable_hnsw=False)
         shard.update(qe.UpdateOperation.create_field_index(field, params))
