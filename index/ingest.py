@@ -251,8 +251,10 @@ class Indexer:
         refresh: list[WorkItem] = []
         wanted: dict[str, str] = {}  # point id → the path that keeps it
         ignore = [manifest.source] if manifest.source else []
+        on_disk: set[str] = set()
         for path in scan_files(root, ignore=ignore):
             relative = path.relative_to(root).as_posix()
+            on_disk.add(relative)
             kind = kind_of(path)
             if kind is None and path.suffix.lower() in SIDECAR_EXTENSIONS:
                 continue
@@ -281,6 +283,10 @@ class Indexer:
                 refresh.append(item)
             else:
                 report.unchanged.append(relative)
+        report.manifest_errors += [
+            f"{path}: listed in the manifest, but no such file in the catalog folder"
+            for path in sorted(set(manifest.entries) - on_disk)
+        ]
         return todo, refresh, wanted
 
     def _refresh_payloads(self, items: list[WorkItem], catalog: str, report: IngestReport) -> None:

@@ -74,6 +74,7 @@ def test_index_demo_catalog_with_hostile_files(catalog, store, embedder):
             "huge.wav",
             "session.logicx",
             "copy_of_first.wav",
+            "missing.wav",  # listed, but never written
         )
     ]
     _write_rows(catalog, rows)
@@ -93,6 +94,7 @@ def test_index_demo_catalog_with_hostile_files(catalog, store, embedder):
     )
     assert len(report.indexed) == 2 * DEMO_COUNT
     assert store.count() == 2 * DEMO_COUNT
+    assert any("bad/missing.wav: listed in the manifest" in e for e in report.manifest_errors)
     json.dumps(report.to_json())  # the report is plain JSON
 
     point = store.retrieve([point_id("demo", _sha(stem))], with_vectors=True)[0]
