@@ -54,6 +54,21 @@ def point_id(catalog: str, sha256: str) -> str:
     return str(uuid.uuid5(POINT_NAMESPACE, f"{catalog}:{sha256}"))
 
 
+def unit_floats(vector: np.ndarray) -> list[float]:
+    """The vector scaled to unit length, as floats for a backend.
+
+    Cosine collections keep unit vectors; normalising here makes what comes back identical on
+    every backend (qdrant-client local mode on disk persists the raw vector and returns it raw
+    after a reopen).
+
+    >>> unit_floats(np.array([3.0, 4.0]))
+    [0.6000000238418579, 0.800000011920929]
+    """
+    v = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(v))
+    return (v / norm if norm > 0 else v).tolist()
+
+
 class EmbedderMismatch(RuntimeError):
     """Vectors or a query from one embedder met a collection built by another."""
 

@@ -38,6 +38,7 @@ from index.store import (
     check_embedder,
     check_points,
     check_query,
+    unit_floats,
 )
 
 METADATA_KEY = "audiorag"
@@ -136,7 +137,7 @@ class ClientStore:
             structs = [
                 models.PointStruct(
                     id=p.id,
-                    vector={k: _floats(v) for k, v in p.vectors.items()},
+                    vector={k: unit_floats(v) for k, v in p.vectors.items()},
                     payload=p.payload,
                 )
                 for p in points
@@ -225,15 +226,6 @@ def _search_params(*, filtered: bool, exact: bool) -> models.SearchParams:
     # and warns on every query that gets params, so it gets none.
     acorn = models.AcornSearchParams(enable=True) if filtered and not exact else None
     return models.SearchParams(exact=exact, acorn=acorn)
-
-
-def _floats(vector: np.ndarray) -> list[float]:
-    # Cosine collections keep unit vectors; normalising here makes what comes back identical on
-    # every backend (qdrant-client local mode on disk persists the raw vector and returns it raw
-    # after a reopen).
-    v = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(v))
-    return (v / norm if norm > 0 else v).tolist()
 
 
 def _point(record: models.Record) -> Point:

@@ -46,6 +46,7 @@ from index.store import (
     check_embedder,
     check_points,
     check_query,
+    unit_floats,
 )
 
 SIDECAR = "store.json"
@@ -121,7 +122,7 @@ class EdgeStore:
         check_points(self.embedder, points)
         if points:
             edge_points = [
-                qe.Point(p.id, {k: _floats(v) for k, v in p.vectors.items()}, p.payload)
+                qe.Point(p.id, {k: unit_floats(v) for k, v in p.vectors.items()}, p.payload)
                 for p in points
             ]
             self.shard.update(qe.UpdateOperation.upsert_points(edge_points))
@@ -279,15 +280,6 @@ def _open_shard(path: Path, config: qe.EdgeConfig) -> qe.EdgeShard:
         shard.update(qe.UpdateOperation.create_field_index(field, params))
     shard.flush()
     return shard
-
-
-def _floats(vector: np.ndarray) -> list[float]:
-    # Cosine collections keep unit vectors; normalising here makes what comes back identical on
-    # every backend (qdrant-client local mode on disk persists the raw vector and returns it raw
-    # after a reopen).
-    v = np.asarray(vector, dtype=np.float32)
-    norm = float(np.linalg.norm(v))
-    return (v / norm if norm > 0 else v).tolist()
 
 
 def _point(record: qe.Record) -> Point:
