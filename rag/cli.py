@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +20,9 @@ from rich.progress import (
 from rich.table import Table
 
 from rag.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from index.ingest import IngestReport
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 catalog_app = typer.Typer(no_args_is_help=True, help="Catalog tools.")
@@ -117,8 +120,15 @@ def index_command(
 
 
 def run_index(
-    settings: Settings, folder: Path, *, catalog=None, manifest=None, prune=False, workers=None
-):
+    settings: Settings,
+    folder: Path,
+    *,
+    catalog: str | None = None,
+    manifest: Path | None = None,
+    prune: bool = False,
+    workers: int | None = None,
+) -> IngestReport:
+    """Index ``folder`` with the configured components; the CLI's index and demo share it."""
     from index.ingest import Indexer
     from index.manifest import Manifest, find_manifest, load_manifest
 
@@ -148,7 +158,7 @@ def run_index(
         store.close()
 
 
-def _print_report(report) -> None:
+def _print_report(report: IngestReport) -> None:
     counts = report.counts
     console.print(
         "indexed {indexed} · updated {updated} · unchanged {unchanged} · skipped {skipped} · "
