@@ -132,7 +132,7 @@ class ClapEmbedder:
         source = str(folder) if local else str(name_or_path)
         model = ClapModel.from_pretrained(source, revision=revision, local_files_only=local)
         processor = ClapProcessor.from_pretrained(source, revision=revision, local_files_only=local)
-        _check_unfused(processor)
+        _check_unfused(model, processor, source)
         label = folder.name if local else str(name_or_path)
         model_id = f"{label}@{revision or weights_fingerprint(model)}"
         return cls(model, processor, model_id=model_id, device=device, batch_size=batch_size)
@@ -224,13 +224,16 @@ def log_mel_features(
     return (10.0 * torch.log10(mel.clamp_min(1e-10))).unsqueeze(1)
 
 
-def _check_unfused(processor: ClapProcessor) -> None:
-    """Fusion-mode feature extraction crops and flags clips at random; refuse to use it."""
-    extractor = processor.feature_extractor
-    if extractor.truncation != "rand_trunc":
-        # Our windows are never longer than 10 s, so rand_trunc never crops; "fusion" would still
-        # build 4-channel input that unfused checkpoints cannot read.
-        extractor.truncation = "rand_trunc"
+def _check_unfused(model: ClapModel, processor: ClapProcessor, source: str) -> None:
+    """We window audio ourselves and feed single-channel log-mels; fused checkpoints expect the
+    4-channel random-crop "fusion" input and would embed differently call to call."""
+    if model.config.audio_config.enable_fusion:
+        raise ValueError(
+            f"{source} is a fused CLAP checkpoint; use an unfused one "
+            "(e.g. laion/larger_clap_general or laion/clap-htsat-unfused)"
+        )
+    # Keep the processor consistent with how we embed, should anyone call it directly.
+    processor.feature_extractor.truncation = "rand_trunc"
 
 
 # --- a tiny CLAP built from a config, for tests and for a first run with no trained model --------

@@ -101,3 +101,14 @@ def test_fast_features_match_the_feature_extractor(embedder):
     loud = reference > reference.max(axis=(1, 2, 3), keepdims=True) - 60
     np.testing.assert_allclose(ours[loud], reference[loud], atol=1e-2)
     np.testing.assert_allclose(ours, reference, atol=0.5)
+
+
+def test_fused_checkpoints_are_refused(tmp_path):
+    from transformers import ClapModel
+
+    folder = build_tiny_clap(tmp_path / "fused")
+    model = ClapModel.from_pretrained(folder)
+    model.config.audio_config.enable_fusion = True
+    model.config.save_pretrained(folder)
+    with pytest.raises(ValueError, match="fused CLAP checkpoint"):
+        ClapEmbedder.from_pretrained(folder)
