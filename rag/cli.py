@@ -19,6 +19,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rag.cli_train import eval_app, train_app
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 catalog_app = typer.Typer(no_args_is_help=True, help="Catalog tools.")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
 console = Console(stderr=True)
 
 

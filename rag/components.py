@@ -5,23 +5,35 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import index
 from index.clap import ClapEmbedder, build_tiny_clap
 from index.store import VectorStore, open_store
 from rag.settings import Settings
 
 log = logging.getLogger(__name__)
 
+# The default CLAP: trained on the synthetic demo catalog by `audiorag train clap` and shipped in
+# the package (see its TRAINING.md), because no model hub is reachable where this runs.
+BUNDLED_CLAP = Path(index.__file__).resolve().parent / "models" / "clap-demo"
+
 UNTRAINED_NOTICE = (
-    "No CLAP model configured: using a randomly initialised tiny CLAP ({folder}). Indexing and "
-    "search work end to end, but similarity is not musically meaningful. Set AUDIORAG_CLAP_MODEL "
-    "to a trained model folder or hub id (e.g. laion/larger_clap_general) for real results."
+    "No CLAP model configured and the bundled one is missing: using a randomly initialised tiny "
+    "CLAP ({folder}). Indexing and search work end to end, but similarity is not musically "
+    "meaningful. Set AUDIORAG_CLAP_MODEL to a trained model folder or hub id (e.g. "
+    "laion/larger_clap_general) for real results."
 )
 
 
 def clap_source(settings: Settings) -> tuple[str | Path, bool]:
-    """Where the CLAP model comes from, and whether it is the untrained stand-in."""
+    """Where the CLAP model comes from, and whether it is the untrained stand-in.
+
+    A hub id or folder in settings wins; else the bundled demo model, loaded like any other
+    folder; else (a checkout without it) a randomly initialised tiny CLAP, announced as such.
+    """
     if settings.clap_model:
         return settings.clap_model, False
+    if (BUNDLED_CLAP / "config.json").is_file():
+        return BUNDLED_CLAP, False
     folder = settings.default_clap_folder
     if not (folder / "config.json").is_file():
         build_tiny_clap(folder)

@@ -1,7 +1,8 @@
 """One settings object, read from ``AUDIORAG_*`` environment variables (and a ``.env`` file).
 
 Defaults are the embedded ones: everything lives under ``data_dir``, Qdrant runs in-process
-(Qdrant Edge) unless ``qdrant_url`` is set, and the CLAP model is the bundled/tiny local one.
+(Qdrant Edge) unless ``qdrant_url`` is set, and the CLAP model is the one bundled in the package
+(``index/models/clap-demo``, trained on the synthetic demo catalog).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     clap_model: str | None = Field(
         None,
         description="CLAP hub id (e.g. laion/larger_clap_general) or folder; unset → the "
-        "project's local default model.",
+        "bundled demo CLAP (index/models/clap-demo).",
     )
     clap_revision: str | None = None
     device: str = "cpu"
@@ -43,6 +44,7 @@ class Settings(BaseSettings):
 
     @property
     def default_clap_folder(self) -> Path:
+        """Where the random stand-in is built when the bundled model is missing."""
         return self.data_dir / "models" / "tiny-clap-random"
 
 

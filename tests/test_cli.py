@@ -59,13 +59,32 @@ def test_index_without_manifest_explains(cli_env):
     assert "no licence entry" in result.output
 
 
-def test_default_model_is_built_offline_and_announced(tmp_path, monkeypatch):
+def test_default_model_is_the_bundled_one(tmp_path, monkeypatch):
+    from rag.components import BUNDLED_CLAP, load_embedder
+
+    if not (BUNDLED_CLAP / "config.json").is_file():
+        pytest.skip("bundled CLAP not in this checkout")
     monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
     get_settings.cache_clear()
-    from rag.components import load_embedder
-
     embedder, notice = load_embedder(get_settings())
+    assert notice is None
+    assert embedder.embedder.id.startswith("clap-demo@")
+    assert not get_settings().default_clap_folder.exists()  # no random stand-in was built
+    assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)
+    get_settings.cache_clear()
+
+
+def test_without_the_bundled_model_a_random_one_is_built_offline_and_announced(
+    tmp_path, monkeypatch
+):
+    import rag.components
+
+    monkeypatch.setattr(rag.components, "BUNDLED_CLAP", tmp_path / "missing")
+    monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
+    get_settings.cache_clear()
+    embedder, notice = rag.components.load_embedder(get_settings())
     assert "randomly initialised" in notice
     assert (get_settings().default_clap_folder / "model.safetensors").is_file()
     assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)

@@ -1,0 +1,158 @@
+"""CLAP training: a real (tiny) run learns, saves a loadable folder, is deterministic, resumes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import ClapAudioConfig, ClapConfig, ClapTextConfig
+
+import index.train_clap as train_module
+from index.clap import ClapEmbedder
+from index.train_clap import augment, load_items, train_clap, training_caption, view_windows
+
+pytestmark = pytest.mark.slow
+
+COUNT = 8
+
+
+def micro_clap_config(vocab_size: int) -> ClapConfig:
+    """The smallest CLAP that keeps the real input geometry: enough to see a loss fall."""
+    audio = ClapAudioConfig(
+        spec_size=256,
+        num_mel_bins=64,
+        patch_size=8,
+        patch_stride=(8, 8),
+        patch_embeds_hidden_size=8,
+        hidden_size=64,
+        depths=[1, 1, 1, 1],
+        num_attention_heads=[1, 1, 2, 2],
+        window_size=4,
+        projection_dim=32,
+        enable_fusion=False,
+    )
+    text = ClapTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=80,
+        projection_dim=32,
+    )
+    return ClapConfig(text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=32)
+
+
+@pytest.fixture(scope="module")
+def small_catalog(tmp_path_factory):
+    from index.demo.catalog import build_demo_catalog
+
+    out = tmp_path_factory.mktemp("train-catalog") / "demo"
+    build_demo_catalog(out, count=COUNT, seed=5, workers=1)
+    return out
+
+
+def _train(catalog, out, *, epochs=3, resume=True):
+    return train_clap(
+        catalog,
+        out,
+        epochs=epochs,
+        batch_size=4,
+        lr=5e-3,
+        seed=11,
+        views=2,
+        resume=resume,
+        progress=False,
+        config=micro_clap_config,
+    )
+
+
+def _weights(folder):
+    return load_file(folder / "model.safetensors")
+
+
+def _same(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture(scope="module")
+def straight_run(small_catalog, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "straight"
+    return _train(small_catalog, out), out
+
+
+def test_training_learns_and_saves_a_loadable_folder(straight_run):
+    summary, out = straight_run
+    assert summary.items == COUNT and summary.steps == 3 * (COUNT // 4)
+    assert summary.epoch_losses[-1] < summary.epoch_losses[0]
+
+    files = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "vocab.json", "merges.txt"} <= files
+    processor = json.loads((out / "processor_config.json").read_text())
+    assert processor["feature_extractor"]["truncation"] == "rand_trunc"
+
+    embedder = ClapEmbedder.from_pretrained(out)  # a local folder: never the network
+    clip = np.sin(np.linspace(0, 2000, 48_000 * 3)).astype(np.float32)
+    assert embedder.embed_audio([clip]).shape == (1, 32)
+    text = embedder.embed_text(["house drums", "warm pad chords"])
+    assert text.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(text, axis=1), 1.0, atol=1e-5)
+
+
+def test_same_seed_same_weights(small_catalog, straight_run, tmp_path):
+    _, first = straight_run
+    _train(small_catalog, tmp_path / "again", resume=False)
+    assert _same(_weights(first), _weights(tmp_path / "again"))
+    assert (first / "vocab.json").read_bytes() == (tmp_path / "again" / "vocab.json").read_bytes()
+
+
+def test_interrupted_run_resumes_to_the_same_weights(
+    small_catalog, straight_run, monkeypatch, tmp_path
+):
+    _, straight = straight_run
+    out = tmp_path / "interrupted"
+    real_save = train_module.save_checkpoint
+
+    def save_then_die(folder, state):
+        real_save(folder, state)
+        raise KeyboardInterrupt  # as if killed right after the first epoch's checkpoint
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _train(small_catalog, out)
+    assert not (out / "model.safetensors").exists()
+    monkeypatch.setattr(train_module, "save_checkpoint", real_save)
+
+    summary = _train(small_catalog, out)
+    assert summary.resumed_from_epoch == 1
+    assert _same(_weights(straight), _weights(out))
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(small_catalog, straight_run):
+    _, straight = straight_run
+    with pytest.raises(ValueError, match="no-resume"):
+        _train(small_catalog, straight, epochs=4)
+
+
+def test_items_views_captions_and_augmentation(small_catalog):
+    items = load_items(small_catalog)
+    assert len(items) == COUNT and all(item.path.startswith("stems/") for item in items)
+
+    loop = np.arange(48_000 * 4, dtype=np.float32)
+    views = view_windows(loop, 3, np.random.default_rng(0))
+    assert np.array_equal(views[0], loop)  # view 0 is what ClapEmbedder embeds
+    assert all(v.size == loop.size and not np.array_equal(v, loop) for v in views[1:])
+
+    captions = {training_caption(items[0].meta, np.random.default_rng(i)) for i in range(20)}
+    assert len(captions) > 5  # fresh wordings, not one template
+
+    features = torch.full((2, 1, 1001, 64), 20.0)
+    features[:, :, 900:] = -100.0  # repeat-pad silence
+    out = augment(features, torch.Generator().manual_seed(0))
+    assert out.shape == features.shape and not torch.equal(out, features)
+    assert torch.all(out[:, :, 900:] == -100.0)
+    again = augment(features, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
