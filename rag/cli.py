@@ -19,6 +19,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from rag.catalogs import CatalogRoots
+from rag.cli_generate import generate_command
 from rag.cli_train import eval_app, train_app
 from rag.settings import Settings, get_settings
 
@@ -30,6 +32,7 @@ catalog_app = typer.Typer(no_args_is_help=True, help="Catalog tools.")
 app.add_typer(catalog_app, name="catalog")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
+app.command("generate")(generate_command)
 console = Console(stderr=True)
 
 
@@ -154,9 +157,10 @@ def run_index(
                 batch_size=settings.embed_batch_size,
                 progress=RichProgress(progress),
             )
-            return indexer.run(
-                folder, catalog=catalog or folder.resolve().name, manifest=loaded, prune=prune
-            )
+            name = catalog or folder.resolve().name
+            report = indexer.run(folder, catalog=name, manifest=loaded, prune=prune)
+        CatalogRoots(settings.data_dir).set(name, folder)
+        return report
     finally:
         store.close()
 

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import generation
 import index
 from index.clap import ClapEmbedder, build_tiny_clap
 from index.store import VectorStore, open_store
+from rag.catalogs import CatalogRoots
+from rag.guardrails import Guardrails
 from rag.settings import Settings
+
+if TYPE_CHECKING:
+    from generation.models import Generator
+    from rag.orchestrate import Orchestrator
 
 log = logging.getLogger(__name__)
 
@@ -66,3 +74,81 @@ def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
         backend=settings.store_backend,
         collection=settings.collection,
     )
+
+
+# The default generator: trained on the synthetic demo catalog by `audiorag train generator`
+# and shipped in the package (see its TRAINING.md).
+BUNDLED_GENERATOR = Path(generation.__file__).resolve().parent / "models" / "generator-demo"
+
+UNTRAINED_GENERATOR_NOTICE = (
+    "No generator configured and the bundled one is missing: using a randomly initialised tiny "
+    "Stable Audio Open–architecture model ({folder}). The whole chain runs, but the audio is "
+    "noise, not music. Set AUDIORAG_GENERATOR_MODEL to a model folder or hub id (e.g. "
+    "stabilityai/stable-audio-open-1.0) for real results."
+)
+
+
+def generator_source(settings: Settings) -> tuple[str | Path, bool]:
+    """Where the generator comes from, and whether it is the untrained stand-in."""
+    if settings.generator_model:
+        return settings.generator_model, False
+    if (BUNDLED_GENERATOR / "model_index.json").is_file():
+        return BUNDLED_GENERATOR, False
+    folder = settings.data_dir / "models" / "tiny-generator-random"
+    if not (folder / "model_index.json").is_file():
+        from generation.stable_audio_open import build_tiny_stable_audio_open
+
+        build_tiny_stable_audio_open(folder)
+    return folder, True
+
+
+def load_generator(settings: Settings) -> tuple[Generator, str | None]:
+    """The configured generator, plus a notice to show the user when it is untrained."""
+    from generation.models import load_generator as load
+
+    source, untrained = generator_source(settings)
+    generator = load(
+        source, revision=settings.generator_revision, device=settings.device, dtype=settings.dtype
+    )
+    notice = UNTRAINED_GENERATOR_NOTICE.format(folder=source) if untrained else None
+    return generator, notice
+
+
+def load_guardrails(settings: Settings) -> Guardrails:
+    return Guardrails.from_lists(settings.blocked_terms, settings.blocked_terms_file)
+
+
+def load_orchestrator(
+    settings: Settings,
+    *,
+    store: VectorStore | None = None,
+    embedder: ClapEmbedder | None = None,
+) -> Orchestrator:
+    """Every component a render needs, from settings (store/CLAP reused when given)."""
+    from rag.orchestrate import Orchestrator
+
+    if embedder is None:
+        embedder, _ = load_embedder(settings)
+    if store is None:
+        store = load_store(settings, embedder)
+    generator, notice = load_generator(settings)
+    watermarker, provenance = _watermarking(settings)
+    return Orchestrator(
+        store=store,
+        embedder=embedder,
+        generator=generator,
+        guardrails=load_guardrails(settings),
+        catalog_roots=CatalogRoots(settings.data_dir),
+        watermarker=watermarker,
+        provenance=provenance,
+        generator_notice=notice,
+    )
+
+
+def _watermarking(settings: Settings):
+    """The deployment's watermarker and provenance log (None, None until that module exists)."""
+    try:
+        from rag.provenance import ProvenanceLog, load_watermarker
+    except ImportError:
+        return None, None
+    return load_watermarker(settings), ProvenanceLog.for_settings(settings)

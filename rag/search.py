@@ -27,6 +27,7 @@ class SearchRequest:
     text: str | None = None
     like: Path | None = None  # a reference clip (any supported stem format)
     catalog: str | None = None
+    catalogs: tuple[str, ...] | None = None  # restrict to these (tenancy); () matches nothing
     kind: str | None = None  # "stem" | "midi"
     instrument: str | None = None
     genre: str | None = None
@@ -68,6 +69,9 @@ def build_filter(request: SearchRequest, exclude_sha256: str | None = None) -> F
     [Range(key='bpm', gte=116.0, lte=124.0)]
     """
     must: list = [Match("licence.allowed_uses", use) for use in request.uses]
+    if request.catalogs is not None:
+        # an empty scope must match nothing, not everything
+        must.append(MatchAny("catalog", tuple(request.catalogs) or ("\x00none",)))
     for key in ("catalog", "kind", "instrument", "genre"):
         value = getattr(request, key)
         if value:

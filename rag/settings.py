@@ -36,11 +36,68 @@ class Settings(BaseSettings):
         2, ge=0, description="Decode/analysis processes for indexing (0 = inline)."
     )
     embed_batch_size: int = Field(16, ge=1)
+    generator_model: str | None = Field(
+        None,
+        description="Generator hub id (e.g. stabilityai/stable-audio-open-1.0) or diffusers "
+        "folder; unset → the bundled demo generator, else a tiny untrained one built from config.",
+    )
+    generator_revision: str | None = None
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="Generator weights dtype (float16/bfloat16 only on a GPU)."
+    )
+    blocked_terms: list[str] = Field(
+        default_factory=list,
+        description="Prompt terms refused unless the catalog holds that artist's licence "
+        "(JSON list in the env var).",
+    )
+    blocked_terms_file: Path | None = Field(
+        None, description="Text file, one blocked term a line (# comments), added to the list."
+    )
+    watermark_key: str | None = Field(
+        None,
+        description="Deployment secret keying the watermark; unset → one is made once and kept "
+        "in data_dir/watermark.key.",
+    )
+    watermark_backend: Literal["stft", "audioseal"] = "stft"
+    audioseal_model: Path | None = Field(
+        None, description="Local AudioSeal weights folder, for watermark_backend=audioseal."
+    )
+    # --- HTTP service (`audiorag serve`) ---
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(8000, ge=1, le=65535)
+    api_workers: int = Field(
+        1,
+        ge=1,
+        description="API worker processes; more than one needs a Qdrant server (qdrant_url), "
+        "since the embedded engine belongs to one process.",
+    )
+    api_queue_size: int = Field(
+        8, ge=1, description="Generation jobs waiting per process before new ones get 429."
+    )
+    api_generation_workers: int = Field(
+        1, ge=1, description="Generation threads per process (one per device)."
+    )
+    api_max_search_results: int = Field(100, ge=1)
+    upload_max_file_bytes: int = Field(
+        100 * 2**20, ge=1, description="Largest single uploaded file (stem, MIDI, reference)."
+    )
+    upload_max_request_bytes: int = Field(
+        512 * 2**20, ge=1, description="Largest upload request body, all files together."
+    )
+    upload_max_files: int = Field(64, ge=1, description="Files per upload request.")
+    upload_max_seconds: float = Field(
+        600.0, gt=0, description="Longest uploaded stem or MIDI pattern, in seconds."
+    )
 
     @property
     def store_path(self) -> Path:
         folder = "qdrant-edge" if self.store_backend == "edge" else "qdrant-local"
         return self.data_dir / folder / self.collection
+
+    @property
+    def outputs_dir(self) -> Path:
+        """Where takes are written when no output folder is given."""
+        return self.data_dir / "takes"
 
     @property
     def default_clap_folder(self) -> Path:

@@ -34,3 +34,11 @@ def demo_catalog(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("catalog") / "demo"
     build_demo_catalog(out, count=DEMO_COUNT, seed=7)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_generator_folder(tmp_path_factory) -> Path:
+    """A tiny Stable Audio Open–architecture model (random weights), saved like a real one."""
+    from generation.stable_audio_open import build_tiny_stable_audio_open
+
+    return build_tiny_stable_audio_open(tmp_path_factory.mktemp("models") / "tiny-sao", seed=0)

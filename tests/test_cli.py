@@ -89,3 +89,29 @@ def test_without_the_bundled_model_a_random_one_is_built_offline_and_announced(
     assert (get_settings().default_clap_folder / "model.safetensors").is_file()
     assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)
     get_settings.cache_clear()
+
+
+def test_generate_writes_a_take_and_reports_bad_input(cli_env, tiny_generator_folder, monkeypatch):
+    monkeypatch.setenv("AUDIORAG_GENERATOR_MODEL", str(tiny_generator_folder))
+    monkeypatch.setenv("AUDIORAG_BLOCKED_TERMS", '["Daft Punk"]')
+    get_settings.cache_clear()
+    runner = CliRunner()
+    catalog = cli_env / "cat"
+    assert (
+        runner.invoke(app, ["catalog", "demo", "--out", str(catalog), "--count", "3"]).exit_code
+        == 0
+    )
+    assert runner.invoke(app, ["index", str(catalog), "--catalog", "mine"]).exit_code == 0
+    out = cli_env / "takes"
+    args = ["generate", "drum loop", "--duration", "1", "--steps", "3", "--out", str(out)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    assert (out / manifest["take_id"] / "audio.wav").is_file()
+    assert (out / manifest["take_id"] / "audio.flac").is_file()
+    assert manifest["seeds"] and all(s["catalog"] == "mine" for s in manifest["seeds"])
+
+    result = runner.invoke(app, [args[0], "like Daft-Punk", *args[2:]])
+    assert result.exit_code == 2 and "Daft Punk" in result.output
+    result = runner.invoke(app, [*args, "--strength", "2"])
+    assert result.exit_code == 2 and "strength" in result.output

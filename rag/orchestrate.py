@@ -1,0 +1,444 @@
+"""A request in, a delivered take out: guardrails → retrieval → conditioning → render → output.
+
+The :class:`Orchestrator` holds the loaded components (store, CLAP, generator, guardrails,
+watermark, provenance log) and runs one request at a time through them. Only items whose
+licence allows ``generation-seed`` can seed a take — enforced by the store filter and checked
+again on every hit — and every seed is recorded in the take's manifest with its licence, weight
+and the alignment applied to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from generation.models import (
+    Cancelled,
+    Generator,
+    RenderInputError,
+    RenderSettings,
+)
+from generation.stable_audio_open import match_channels
+from index.analysis import normalise_key
+from index.clap import ClapEmbedder
+from index.decode import Limits, UnusableFile, decode_audio, resample
+from index.store import Filter, Match, MatchAny, VectorStore
+from rag.catalogs import CatalogRoots
+from rag.conditioning import (
+    Seed,
+    assign_weights,
+    build_init_audio,
+    consensus_bpm,
+    consensus_key,
+    enrich_prompt,
+)
+from rag.errors import GenerationError
+from rag.guardrails import BlockedPrompt, Guardrails
+from rag.search import SearchError, SearchRequest, search
+from rag.takes import Take, new_take_id, write_take
+
+__all__ = [
+    "BlockedPrompt",
+    "Cancelled",
+    "GenerateRequest",
+    "GenerationError",
+    "Orchestrator",
+    "Take",
+]
+
+SEED_USE = "generation-seed"  # the only licence use that lets an item seed a take
+DEFAULT_STRENGTH = 0.6  # audio-to-audio: enough noise to re-imagine, enough init to keep style
+MAX_TOP_K = 16
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    prompt: str
+    negative_prompt: str | None = None
+    duration_s: float = 10.0
+    bpm: float | None = None
+    key: str | None = None
+    like: Path | None = None  # reference clip for retrieval
+    top_k: int = 4
+    strength: float | None = None  # None → 0.6 seeded, 1.0 in-painting; 0 keeps init, 1 ignores it
+    steps: int | None = None  # None → the generator's default
+    cfg: float | None = None
+    seed: int = 0
+    catalogs: tuple[str, ...] | None = None  # retrieval restricted to these (tenancy); None = all
+    pinned: tuple[str, ...] = ()  # item ids that always seed (sessions)
+    retrieval: bool = True
+    instrument: str | None = None
+    genre: str | None = None
+    inpaint: Path | None = None  # a clip to regenerate in [inpaint_from_s, inpaint_to_s)
+    inpaint_from_s: float | None = None
+    inpaint_to_s: float | None = None
+    formats: tuple[str, ...] = ("wav", "flac")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+class Watermarker(Protocol):
+    id: str
+
+    def embed(self, audio: np.ndarray, sample_rate: int, payload: int) -> np.ndarray: ...
+
+
+class Provenance(Protocol):
+    def record(self, payload: int, manifest: dict) -> None: ...
+
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class Orchestrator:
+    store: VectorStore
+    embedder: ClapEmbedder
+    generator: Generator
+    guardrails: Guardrails
+    catalog_roots: CatalogRoots
+    watermarker: Watermarker | None = None
+    provenance: Provenance | None = None
+    generator_notice: str | None = None  # e.g. "untrained stand-in model", shown and recorded
+
+    def generate(
+        self,
+        request: GenerateRequest,
+        out_dir: Path,
+        *,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Take:
+        """Render ``request`` into ``out_dir/<take id>/``; see the module docstring."""
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        request, settings = self._validated(request)
+        inpaint_audio = self._inpaint_clip(request)
+        if inpaint_audio is not None:  # the take is the clip, regenerated inside the range
+            settings = replace(
+                settings,
+                duration_s=inpaint_audio.shape[1] / self.generator.sample_rate,
+                inpaint_range_s=(request.inpaint_from_s or 0.0, request.inpaint_to_s or 0.0),
+            )
+        t0 = time.perf_counter()
+        seeds, retrieval = self._seeds(request)
+        timings["retrieval_s"] = time.perf_counter() - t0
+        # guardrails see the user's words; seeds can only license, never add, a term
+        self.guardrails.check(request.prompt, self._licensed_names(request, seeds))
+
+        bpm = request.bpm or consensus_bpm(seeds)
+        key = request.key or consensus_key(seeds)
+        prompt, added = enrich_prompt(
+            request.prompt,
+            seeds,
+            bpm=bpm,
+            key=key,
+            count_tokens=self.generator.count_tokens,
+            max_tokens=self.generator.max_prompt_tokens,
+        )
+        settings = replace(settings, prompt=prompt)
+        t0 = time.perf_counter()
+        init, mode = self._init_audio(request, settings, seeds, bpm, key, inpaint_audio)
+        timings["conditioning_s"] = time.perf_counter() - t0
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("cancelled before rendering")
+        try:
+            result = self.generator.render(settings, init, progress=progress, cancel=cancel)
+        except RenderInputError as err:
+            raise GenerationError(str(err)) from err
+
+        manifest = self._manifest(request, settings, seeds, retrieval, added, bpm, key, mode)
+        manifest["sampler"] = {**result.sampler, "seed": settings.seed}
+        audio, watermark = self._watermark(result.audio, result.sample_rate, manifest)
+        manifest["watermark"] = watermark
+        manifest["timings_s"] = {
+            **{k: round(v, 4) for k, v in timings.items()},
+            "render": result.timings_s,
+            "total_s": round(time.perf_counter() - started, 4),
+        }
+        take_id = new_take_id()
+        manifest = {"take_id": take_id, **manifest}
+        take = write_take(out_dir, take_id, audio, result.sample_rate, manifest, request.formats)
+        if self.provenance is not None and watermark.get("payload_int") is not None:
+            self.provenance.record(int(watermark["payload_int"]), take.manifest)
+        return take
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _validated(self, request: GenerateRequest) -> tuple[GenerateRequest, RenderSettings]:
+        """Check every field before any work, so bad input fails fast with a clear message."""
+        gen = self.generator
+        if not request.prompt or not request.prompt.strip():
+            raise GenerationError("prompt is empty")
+        inpainting = request.inpaint is not None
+        strength = request.strength
+        if strength is None:
+            strength = 1.0 if inpainting else DEFAULT_STRENGTH
+        if not 0.0 <= strength <= 1.0:
+            raise GenerationError(f"strength {strength:g} is outside [0, 1]")
+        if not inpainting and not 0 < request.duration_s <= gen.max_duration_s:
+            raise GenerationError(
+                f"duration {request.duration_s:g} s is outside (0, {gen.max_duration_s:.2f}] s, "
+                f"the maximum of {gen.id}"
+            )
+        if not 0 <= request.top_k <= MAX_TOP_K:
+            raise GenerationError(f"top_k {request.top_k} is outside [0, {MAX_TOP_K}]")
+        if request.bpm is not None and not 20 <= request.bpm <= 400:
+            raise GenerationError(f"bpm {request.bpm:g} is outside [20, 400]")
+        key = request.key
+        if key:
+            try:
+                key = normalise_key(key)
+            except ValueError as err:
+                raise GenerationError(f"key: {err}") from err
+        unknown = set(request.formats) - {"wav", "flac"}
+        if unknown or not request.formats:
+            raise GenerationError(f"formats must be among wav, flac; got {request.formats}")
+        if request.like is not None and not Path(request.like).is_file():
+            raise GenerationError(f"reference clip not found: {request.like}")
+        settings = RenderSettings(
+            prompt=request.prompt.strip(),
+            negative_prompt=(request.negative_prompt or "").strip() or None,
+            duration_s=request.duration_s,
+            steps=request.steps or gen.default_steps,
+            cfg=gen.default_cfg if request.cfg is None else request.cfg,
+            seed=request.seed,
+            strength=strength,
+        )
+        if not 1 <= settings.steps <= 1000:
+            raise GenerationError(f"steps {settings.steps} is outside [1, 1000]")
+        if settings.cfg < 0:
+            raise GenerationError(f"cfg {settings.cfg:g} must not be negative")
+        return replace(request, strength=strength, key=key), settings
+
+    def _inpaint_clip(self, request: GenerateRequest) -> np.ndarray | None:
+        if request.inpaint is None:
+            return None
+        start, end = request.inpaint_from_s, request.inpaint_to_s
+        if start is None or end is None:
+            raise GenerationError("in-painting needs both a start and an end time (--from, --to)")
+        clip = _decode(request.inpaint, "in-paint clip")
+        audio = resample(clip.samples, clip.sr, self.generator.sample_rate)
+        clip_s = audio.shape[1] / self.generator.sample_rate
+        if clip_s > self.generator.max_duration_s:
+            raise GenerationError(
+                f"in-paint clip {request.inpaint.name} is {clip_s:.2f} s; this model renders at "
+                f"most {self.generator.max_duration_s:.2f} s"
+            )
+        if not 0 <= start < end <= clip_s + 1e-6:
+            raise GenerationError(
+                f"in-paint range [{start:g}, {end:g}) s must lie inside the clip (0–{clip_s:.2f} s)"
+            )
+        return match_channels(audio, self.generator.channels)
+
+    def _scope(self, request: GenerateRequest) -> list:
+        must: list = [Match("licence.allowed_uses", SEED_USE)]
+        if request.catalogs is not None:
+            must.append(MatchAny("catalog", tuple(request.catalogs) or ("\x00none",)))
+        return must
+
+    def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any]]:
+        """Pinned items first, then the top-k retrieved; every one licensed for seeding."""
+        seeds = [self._pinned(item_id, request) for item_id in dict.fromkeys(request.pinned)]
+        retrieval: dict[str, Any] = {"status": "disabled", "top_k": request.top_k}
+        if request.retrieval and request.top_k > 0:
+            query = SearchRequest(
+                text=request.prompt,
+                like=request.like,
+                catalogs=request.catalogs,
+                instrument=request.instrument,
+                genre=request.genre,
+                uses=(SEED_USE,),
+                limit=request.top_k + len(seeds),
+            )
+            try:
+                hits = search(self.store, self.embedder, query)
+            except SearchError as err:
+                raise GenerationError(str(err)) from err
+            taken = {s.id for s in seeds}
+            for hit in hits:
+                if hit.id in taken or len(seeds) >= request.top_k + len(request.pinned):
+                    continue
+                if SEED_USE not in _uses(hit.payload):  # the filter guarantees it; belt and braces
+                    continue
+                seeds.append(Seed(hit.id, hit.payload, hit.score))
+            retrieval = {
+                "status": "ok" if len(seeds) > len(request.pinned) else "empty",
+                "top_k": request.top_k,
+                "embedder": self.embedder.embedder.id,
+                "filters": {
+                    "uses": [SEED_USE],
+                    "catalogs": list(request.catalogs) if request.catalogs is not None else None,
+                    "instrument": request.instrument,
+                    "genre": request.genre,
+                },
+                "query": {"text": request.prompt, "like": str(request.like or "") or None},
+            }
+        for seed in seeds:
+            seed.path = self.catalog_roots.resolve(seed.payload)
+        assign_weights(seeds)
+        return seeds, retrieval
+
+    def _pinned(self, item_id: str, request: GenerateRequest) -> Seed:
+        points = self.store.retrieve([item_id])
+        in_scope = points and (
+            request.catalogs is None or points[0].payload.get("catalog") in request.catalogs
+        )
+        if not in_scope:
+            raise GenerationError(f"pinned item {item_id} not found")
+        payload = points[0].payload
+        if SEED_USE not in _uses(payload):
+            raise GenerationError(
+                f"pinned item {item_id} ({payload.get('path')}) is not licensed for "
+                f"{SEED_USE} (allowed: {', '.join(_uses(payload)) or 'none'})"
+            )
+        return Seed(item_id, payload, 1.0, pinned=True)
+
+    def _licensed_names(self, request: GenerateRequest, seeds: list[Seed]) -> set[str]:
+        """Licence holders/attributions in scope — only looked up when a blocked term appears."""
+        if not self.guardrails.blocked_in(request.prompt):
+            return set()
+        names: set[str] = set()
+        for point in self.store.scroll(Filter(must=tuple(self._scope(request)))):
+            licence = point.payload.get("licence") or {}
+            names.update(str(v) for v in (licence.get("holder"), licence.get("attribution")) if v)
+        return names
+
+    def _init_audio(
+        self,
+        request: GenerateRequest,
+        settings: RenderSettings,
+        seeds: list[Seed],
+        bpm: float | None,
+        key: str | None,
+        inpaint_audio: np.ndarray | None,
+    ) -> tuple[np.ndarray | None, str]:
+        gen = self.generator
+        if inpaint_audio is not None:
+            return inpaint_audio, "in-paint"
+        if not seeds or settings.strength >= 1.0:
+            return None, "text-to-audio"
+        init = build_init_audio(
+            seeds,
+            target_bpm=bpm,
+            target_key=key,
+            sample_rate=gen.sample_rate,
+            channels=gen.channels,
+            length=round(settings.duration_s * gen.sample_rate),
+        )
+        return (init, "audio-to-audio") if init is not None else (None, "text-to-audio")
+
+    def _manifest(
+        self,
+        request: GenerateRequest,
+        settings: RenderSettings,
+        seeds: list[Seed],
+        retrieval: dict[str, Any],
+        added: list[str],
+        bpm: float | None,
+        key: str | None,
+        mode: str,
+    ) -> dict[str, Any]:
+        gen = self.generator
+        return {
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "mode": mode,
+            "request": request.to_json(),
+            "prompt": {
+                "user": request.prompt,
+                "enriched": settings.prompt,
+                "added": added,
+                "negative": settings.negative_prompt,
+            },
+            "retrieval": retrieval,
+            "seeds": [_seed_record(s) for s in seeds],
+            "targets": {
+                "duration_s": settings.duration_s,
+                "bpm": bpm,
+                "key": key,
+                "sample_rate": gen.sample_rate,
+                "channels": gen.channels,
+            },
+            "model": {
+                "id": gen.id,
+                "family": gen.family,
+                "weights_sha256": gen.weights_sha256,
+                "notice": self.generator_notice,
+            },
+        }
+
+    def _watermark(
+        self, audio: np.ndarray, sample_rate: int, manifest: dict[str, Any]
+    ) -> tuple[np.ndarray, dict[str, Any]]:
+        if self.watermarker is None:
+            return audio, {"scheme": None}
+        payload = take_payload(manifest)
+        marked = self.watermarker.embed(audio, sample_rate, payload)
+        return marked, {
+            "scheme": self.watermarker.id,
+            "payload": f"{payload:08x}",
+            "payload_int": payload,
+        }
+
+
+def take_payload(manifest: dict[str, Any]) -> int:
+    """The take's 32-bit watermark payload: a hash of what decides its audio.
+
+    Derived, not random, so the same request and seed give the same file bit for bit; two
+    identical renders share a payload — and a provenance record, which is then the same.
+    """
+    identity = {
+        "request": manifest["request"],
+        "prompt": manifest["prompt"],
+        "seeds": [(s["id"], s["weight"]) for s in manifest["seeds"]],
+        "model": manifest["model"]["weights_sha256"],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    return int.from_bytes(digest.digest()[:4], "big")
+
+
+def _seed_record(seed: Seed) -> dict[str, Any]:
+    payload = seed.payload
+    licence = payload.get("licence") or {}
+    return {
+        "id": seed.id,
+        "catalog": payload.get("catalog"),
+        "path": payload.get("path"),
+        "kind": payload.get("kind"),
+        "instrument": payload.get("instrument"),
+        "caption": payload.get("caption"),
+        "score": round(seed.score, 4),
+        "weight": seed.weight,
+        "pinned": seed.pinned,
+        "layered": seed.layered,
+        "licence": {
+            "id": licence.get("id"),
+            "holder": licence.get("holder"),
+            "allowed_uses": licence.get("allowed_uses"),
+            "attribution": licence.get("attribution"),
+        },
+        "alignment": seed.alignment,
+    }
+
+
+def _uses(payload: dict[str, Any]) -> list[str]:
+    return list((payload.get("licence") or {}).get("allowed_uses") or [])
+
+
+def _decode(path: Path, what: str):
+    if not Path(path).is_file():
+        raise GenerationError(f"{what} not found: {path}")
+    try:
+        return decode_audio(Path(path), Limits())
+    except UnusableFile as err:
+        raise GenerationError(f"{what} {Path(path).name}: {err}") from err
