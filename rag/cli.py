@@ -22,6 +22,7 @@ from rich.table import Table
 from rag.catalogs import CatalogRoots
 from rag.cli_generate import generate_command
 from rag.cli_train import eval_app, train_app
+from rag.cli_watermark import watermark_app
 from rag.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -33,6 +34,7 @@ app.add_typer(catalog_app, name="catalog")
 app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.command("generate")(generate_command)
+app.add_typer(watermark_app, name="watermark")
 console = Console(stderr=True)
 
 
@@ -299,7 +301,7 @@ def demo(
     count: Annotated[int, typer.Option(min=1)] = 480,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
-    """The main job on embedded defaults: build the demo catalog, index it, run searches."""
+    """The main job on embedded defaults: build the demo catalog, index it, search, render."""
     from rag.search import SearchRequest, search
 
     settings = get_settings()
@@ -320,8 +322,39 @@ def demo(
         for query in queries:
             request = SearchRequest(catalog="demo", limit=5, **query)
             results_console().print(hits_table(search(store, embedder, request), _title(request)))
+        render_demo_takes(settings, store, embedder)
     finally:
         store.close()
+
+
+DEMO_TAKES: tuple[dict, ...] = (
+    {"prompt": "punchy house drum loop, four on the floor", "retrieval": False},
+    {"prompt": "dark minor bass groove with tight drums", "strength": 0.5},
+)
+
+
+def render_demo_takes(settings: Settings, store, embedder) -> None:
+    """Two takes on the default generator: text only, and seeded by the demo catalog."""
+    from rag.cli_generate import print_take
+    from rag.components import load_orchestrator
+    from rag.orchestrate import GenerateRequest
+
+    orchestrator = load_orchestrator(settings, store=store, embedder=embedder)
+    if orchestrator.generator_notice:
+        console.print(f"[yellow]{orchestrator.generator_notice}")
+    for spec in DEMO_TAKES:
+        duration = min(10.0, orchestrator.generator.max_duration_s)
+        request = GenerateRequest(duration_s=duration, catalogs=("demo",), **spec)
+        with _progress() as progress:
+            task = progress.add_task(f"rendering: {spec['prompt']}", total=None, status="")
+            take = orchestrator.generate(
+                request,
+                settings.outputs_dir,
+                progress=lambda done, total, task=task: progress.update(
+                    task, completed=done, total=total
+                ),
+            )
+        print_take(take)
 
 
 if __name__ == "__main__":

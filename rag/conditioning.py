@@ -303,7 +303,7 @@ def build_init_audio(
     layers: list[tuple[np.ndarray, float]] = []
     for seed in sorted(seeds, key=lambda s: (not s.pinned, -s.weight)):
         if seed.family in roles and not seed.pinned:
-            first = roles[seed.family].id
+            first = roles[seed.family].payload.get("path") or roles[seed.family].id
             seed.alignment = {"skipped": f"role {seed.family} already seeded by {first}"}
             continue
         try:

@@ -268,3 +268,30 @@ def test_inpainting_keeps_the_rest_of_the_clip(world, tmp_path):
         world["orchestrator"].generate(
             request(inpaint=path, inpaint_from_s=1.0, inpaint_to_s=3.0), tmp_path / "x"
         )
+
+
+def test_takes_are_watermarked_and_traceable(world, tmp_path):
+    from dataclasses import replace as with_fields
+
+    from generation.watermark import StftWatermark
+    from rag.provenance import ProvenanceLog
+
+    plain = world["orchestrator"]
+    marked_orchestrator = with_fields(
+        plain,
+        watermarker=StftWatermark(b"k" * 32),
+        provenance=ProvenanceLog(tmp_path / "provenance.sqlite"),
+    )
+    take = marked_orchestrator.generate(request(formats=("wav",)), tmp_path / "marked")
+    unmarked = plain.generate(request(formats=("wav",)), tmp_path / "plain")
+    mark = take.manifest["watermark"]
+    assert mark["scheme"] == "stft-patchwork-v1" and len(mark["payload"]) == 8
+    payload = int(mark["payload"], 16)
+    audio, sr = sf.read(take.audio["wav"], always_2d=True, dtype="float32")
+    clean, _ = sf.read(unmarked.audio["wav"], always_2d=True, dtype="float32")
+    expected = marked_orchestrator.watermarker.embed(clean.T, sr, payload)
+    np.testing.assert_allclose(audio.T, expected, atol=2e-6)  # 24-bit WAV quantisation
+    assert not np.allclose(audio, clean, atol=1e-6)
+    recorded = marked_orchestrator.provenance.find(payload)
+    assert recorded["take_id"] == take.id
+    assert recorded["seeds"] == take.manifest["seeds"]

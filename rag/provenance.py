@@ -1,0 +1,137 @@
+"""Provenance: the deployment's watermark secret, its take registry, and the configured marker.
+
+Every rendered take carries a watermark whose 32-bit payload is a key into :class:`ProvenanceLog`,
+a SQLite file in ``data_dir`` holding a full copy of the take's manifest (request, seeding items,
+licences), so ``audiorag watermark detect`` can trace a file back even after its output folder is
+gone. SQLite in WAL mode with a busy timeout lets a CLI and a service process share it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from generation.watermark import PAYLOAD_BITS, AudioSealWatermark, StftWatermark, Watermarker
+
+if TYPE_CHECKING:
+    from rag.settings import Settings
+
+KEY_FILE = "watermark.key"
+LOG_FILE = "provenance.sqlite"
+SECRET_BYTES = 32
+
+
+def watermark_secret(settings: Settings) -> bytes:
+    """``settings.watermark_key`` if set, else a 32-byte secret made once in ``data_dir``.
+
+    The file is created with mode 0600 atomically (``O_EXCL``), so two processes starting at once
+    agree on one secret: the loser of the race reads the winner's file.
+    """
+    if settings.watermark_key:
+        return settings.watermark_key.encode("utf-8")
+    path = Path(settings.data_dir) / KEY_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _read_secret(path)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secrets.token_bytes(SECRET_BYTES))
+    return _read_secret(path)
+
+
+def _read_secret(path: Path, wait_s: float = 2.0) -> bytes:
+    """Read the key file, waiting briefly for a concurrent creator to finish writing it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        data = path.read_bytes()
+        if len(data) >= SECRET_BYTES or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    if len(data) < SECRET_BYTES:
+        raise RuntimeError(f"{path} holds {len(data)} bytes, expected {SECRET_BYTES}")
+    return data
+
+
+class ProvenanceLog:
+    """Payload → manifest registry in ``data_dir/provenance.sqlite``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # readers never block the writer
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS takes ("
+                " payload INTEGER PRIMARY KEY,"
+                " manifest TEXT,"
+                " created REAL NOT NULL)"
+            )
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ProvenanceLog:
+        return cls(Path(settings.data_dir) / LOG_FILE)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One short-lived connection per operation: safe across processes and threads."""
+        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        try:
+            db.execute("PRAGMA busy_timeout=30000")
+            yield db
+        finally:
+            db.close()
+
+    def new_payload(self) -> int:
+        """A random 32-bit payload not used before, reserved in the log at once.
+
+        Reserving (a row with no manifest yet) closes the race where two renders draw the same
+        number before either records it.
+        """
+        with self._connect() as db:
+            for _ in range(1000):
+                payload = secrets.randbits(PAYLOAD_BITS)
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO takes (payload, manifest, created) VALUES (?, NULL, ?)",
+                    (payload, time.time()),
+                )
+                if cur.rowcount == 1:
+                    return payload
+        raise RuntimeError("could not find an unused payload in 1000 draws")
+
+    def record(self, payload: int, manifest: dict) -> None:
+        """Store (or replace) the full manifest of the take marked with ``payload``."""
+        if not 0 <= payload < 1 << PAYLOAD_BITS:
+            raise ValueError(f"payload must be a {PAYLOAD_BITS}-bit unsigned integer")
+        text = json.dumps(manifest, ensure_ascii=False, sort_keys=True, default=str)
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO takes (payload, manifest, created) VALUES (?, ?, ?) "
+                "ON CONFLICT(payload) DO UPDATE SET manifest = excluded.manifest",
+                (payload, text, time.time()),
+            )
+
+    def find(self, payload: int) -> dict | None:
+        """The manifest recorded for ``payload``, or None (unknown, or reserved only)."""
+        with self._connect() as db:
+            row = db.execute("SELECT manifest FROM takes WHERE payload = ?", (payload,)).fetchone()
+        return json.loads(row[0]) if row and row[0] is not None else None
+
+
+def load_watermarker(settings: Settings) -> Watermarker:
+    """The configured backend: ``stft`` (default, offline) or ``audioseal`` (local weights)."""
+    if settings.watermark_backend == "audioseal":
+        if settings.audioseal_model is None:
+            raise ValueError(
+                "watermark_backend=audioseal needs AUDIORAG_AUDIOSEAL_MODEL (a local folder with "
+                "the generator and detector .pth files)"
+            )
+        return AudioSealWatermark.from_local(settings.audioseal_model)
+    return StftWatermark(watermark_secret(settings))
