@@ -114,12 +114,20 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
     if folder.suffix or str(name_or_path).startswith((".", "/")):
         raise RenderInputError(f"generator folder {name_or_path} does not exist")
     from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
-    snapshot = snapshot_download(
-        str(name_or_path),
-        revision=revision,
-        allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"],
-    )
+    try:
+        snapshot = snapshot_download(
+            str(name_or_path),
+            revision=revision,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"],
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise RenderInputError(
+            f"generator {name_or_path!r} is neither a local folder nor in the local Hugging Face "
+            f"cache, and the hub could not be reached ({type(err).__name__}); download it where "
+            "the hub is reachable, or point AUDIORAG_GENERATOR_MODEL at a folder"
+        ) from err
     return Path(snapshot), str(name_or_path)
 
 

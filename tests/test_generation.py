@@ -175,3 +175,26 @@ def test_splice_ramps_inside_the_range():
     assert out[:, :250].max() == 0 and out[:, 750:].max() == 0
     assert np.all(out[:, 270:730] == 1.0)
     assert np.all(np.diff(out[0, 250:270]) > 0)
+
+
+def test_hub_ids_load_from_the_local_cache_offline(tiny_generator_folder, tmp_path, monkeypatch):
+    """The hub path is the folder path: a cached snapshot loads with the hub id, offline."""
+    import shutil
+
+    cache = tmp_path / "hub"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    repo = cache / "models--acme--tiny-sao"
+    shutil.copytree(tiny_generator_folder, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as hub_constants
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    generator = load_generator("acme/tiny-sao")
+    assert generator.id.startswith("acme/tiny-sao@")
+    assert generator.weights_sha256 == folder_sha256(tiny_generator_folder)
+    with pytest.raises(RenderInputError, match="local Hugging Face cache"):
+        load_generator("acme/not-cached")
