@@ -94,12 +94,30 @@ def catalog_demo(
 
 
 def _components(settings: Settings):
-    from rag.components import load_embedder, load_store
+    from rag.components import load_embedder
 
     embedder, notice = load_embedder(settings)
     if notice:
         console.print(f"[yellow]{notice}")
-    return embedder, load_store(settings, embedder)
+    return embedder, open_store_or_exit(settings, embedder)
+
+
+def open_store_or_exit(settings: Settings, embedder):
+    """The configured store, or a clear message and exit code 2 when it cannot be opened."""
+    from index.store import EmbedderMismatch
+    from index.store.edge import StoreInUse
+    from rag.components import load_store
+
+    try:
+        return load_store(settings, embedder)
+    except EmbedderMismatch as err:
+        console.print(
+            f"[red]{err}.[/] The configured CLAP model changed since this store was built: "
+            f"delete {settings.store_path} (or set AUDIORAG_COLLECTION) and index again."
+        )
+    except StoreInUse as err:
+        console.print(f"[red]{err}")
+    raise typer.Exit(2)
 
 
 @app.command("index")

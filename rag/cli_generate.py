@@ -49,10 +49,12 @@ def generate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Render a take seeded by licensed catalog items; writes audio, manifest and spectrogram."""
+    from rag.cli import _components
     from rag.components import load_orchestrator
     from rag.orchestrate import GenerateRequest, GenerationError
 
     settings = get_settings()
+    embedder, store = _components(settings)
     request = GenerateRequest(
         prompt=prompt,
         negative_prompt=negative,
@@ -74,7 +76,7 @@ def generate_command(
         inpaint_to_s=to_s,
         formats=tuple(fmt) if fmt else ("wav", "flac"),
     )
-    orchestrator = load_orchestrator(settings)
+    orchestrator = load_orchestrator(settings, store=store, embedder=embedder)
     if orchestrator.generator_notice:
         console.print(f"[yellow]{orchestrator.generator_notice}")
     try:
