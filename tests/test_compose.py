@@ -29,3 +29,62 @@ def test_docker_compose_config_validates():
         ["docker-compose", "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+ROOT = COMPOSE.parent
+
+
+def _api(spec: dict, name: str = "api") -> dict:
+    return spec["services"][name]
+
+
+def test_api_service_is_built_here_and_wired_to_qdrant():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    api = _api(spec)
+    assert api["build"]["context"] == "."
+    assert "whl/cpu" in api["build"]["args"]["TORCH_INDEX"]
+    env = api["environment"]
+    assert env["AUDIORAG_QDRANT_URL"] == "http://qdrant:6333"
+    assert env["AUDIORAG_DATA_DIR"] == "/data"
+    assert api["depends_on"]["qdrant"]["condition"] == "service_healthy"
+    assert "/healthz" in " ".join(api["healthcheck"]["test"])
+    data_volume = next(v for v in api["volumes"] if v.endswith(":/data"))
+    assert data_volume.split(":")[0] in spec["volumes"]
+    assert any(":/models" in v for v in api["volumes"])  # real weights mount here
+    assert "8000" in api["ports"][0]
+
+
+def test_gpu_variant_is_opt_in_with_a_device_reservation():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    gpu = _api(spec, "api-gpu")
+    assert gpu["profiles"] == ["gpu"]  # `docker-compose up` alone never asks for a GPU
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert gpu["environment"]["AUDIORAG_DEVICE"] == "cuda"
+    assert gpu["environment"]["AUDIORAG_QDRANT_URL"] == "http://qdrant:6333"
+    assert "whl/cpu" not in gpu["build"]["args"]["TORCH_INDEX"]
+    assert "gpu" not in (_api(spec).get("profiles") or [])
+
+
+def test_dockerfile_installs_cpu_torch_then_the_project():
+    text = (ROOT / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines[next(i for i, x in enumerate(lines) if x.startswith("FROM"))] == (
+        "FROM python:3.11-slim"
+    )
+    torch_at = next(i for i, x in enumerate(lines) if "torch==" in x and x.startswith("RUN"))
+    project_at = next(i for i, x in enumerate(lines) if x.startswith("RUN pip install ."))
+    assert torch_at < project_at and "TORCH_INDEX" in lines[torch_at]
+    assert "whl/cpu" in text and "HEALTHCHECK" in text and "USER audiorag" in text
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "data", ".git"} <= set(ignored)  # never ship the venv, data or history
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_config_validates_with_the_gpu_profile():
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "--profile", "gpu", "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,94 @@
+"""From API bodies to the orchestrator's requests, and loading the orchestrator for the app.
+
+A job's *spec* (stored as JSON with the job) holds everything needed to run it again: the merged
+generation settings, the catalogs (as store names, resolved when the job was accepted), the
+pinned item ids and the paths of its uploaded reference clips (kept under data_dir/inputs).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from index.clap import ClapEmbedder
+from index.store import VectorStore
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Settings that map one to one onto GenerateRequest fields.
+SETTING_FIELDS = (
+    "prompt",
+    "negative_prompt",
+    "duration_s",
+    "bpm",
+    "key",
+    "top_k",
+    "strength",
+    "steps",
+    "cfg",
+    "seed",
+    "retrieval",
+    "instrument",
+    "genre",
+    "inpaint_from_s",
+    "inpaint_to_s",
+    "formats",
+)
+
+
+def make_spec(
+    settings: dict[str, Any],
+    *,
+    catalogs: list[str],
+    pinned: list[str],
+    like: Path | None = None,
+    inpaint: Path | None = None,
+) -> dict[str, Any]:
+    return {
+        "settings": {k: v for k, v in settings.items() if k in SETTING_FIELDS and v is not None},
+        "catalogs": list(catalogs),
+        "pinned": list(dict.fromkeys(pinned)),
+        "like": str(like) if like else None,
+        "inpaint": str(inpaint) if inpaint else None,
+    }
+
+
+def build_generate_request(spec: dict[str, Any]) -> Any:
+    """The orchestrator's ``GenerateRequest`` for a stored spec."""
+    from rag.orchestrate import GenerateRequest
+
+    fields: dict[str, Any] = dict(spec["settings"])
+    if "formats" in fields:
+        fields["formats"] = tuple(fields["formats"])
+    return GenerateRequest(
+        **fields,
+        # Always a tuple, never None: None would mean "every catalog in the store".
+        catalogs=tuple(spec["catalogs"]),
+        pinned=tuple(spec["pinned"]),
+        like=Path(spec["like"]) if spec.get("like") else None,
+        inpaint=Path(spec["inpaint"]) if spec.get("inpaint") else None,
+    )
+
+
+def load_orchestrator(settings: Settings, store: VectorStore, embedder: ClapEmbedder) -> Any:
+    """The orchestrator, sharing the app's store and CLAP (the embedded store allows one open
+    per process, and one CLAP in memory is enough)."""
+    from rag.components import load_orchestrator as load
+
+    orchestrator = load(settings, store=store, embedder=embedder)
+    notice = getattr(orchestrator, "generator_notice", None)
+    if notice:
+        log.warning(notice)
+    return orchestrator
+
+
+def precheck(orchestrator: Any, request: Any) -> None:
+    """What the orchestrator would refuse before rendering — invalid settings, a blocked term
+    nobody in scope licensed — raised now (GenerationError / BlockedPrompt, both ValueError), so
+    the client gets a 422 instead of a job that fails later. (A test's queue-only stand-in
+    may have nothing to check.)"""
+    check = getattr(orchestrator, "check", None)
+    if check is not None:
+        check(request)

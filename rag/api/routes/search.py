@@ -1,0 +1,192 @@
+"""Stem-library search and item metadata / audio previews, within the caller's catalogs."""
+
+from __future__ import annotations
+
+import mimetypes
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from rag.api.bodies import openapi_body, parse_body
+from rag.api.deps import ReadyService, Scope, catalogs_in_scope, check_item_id, not_found
+from rag.api.schemas import ItemOut, Problem, SearchBody, SearchHitOut, SearchResponse
+from rag.api.service import Service
+from rag.api.tenancy import TenantScope
+from rag.catalogs import CatalogRoots
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+AUDIO_TYPES = {
+    ".wav": "audio/wav",
+    ".flac": "audio/flac",
+    ".ogg": "audio/ogg",
+    ".mp3": "audio/mpeg",
+}
+
+
+@router.post(
+    "/search",
+    response_model=SearchResponse,
+    summary="Search your catalogs by text, by an example clip, or both, under filters",
+    description="JSON body, or multipart/form-data with the same JSON in the `query` field and "
+    "an example clip in `clip` (WAV, FLAC, Ogg or MP3, recognised by content).",
+    openapi_extra=openapi_body(SearchBody, "query", {"clip": "Example clip: find similar audio."}),
+    responses={404: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}},
+)
+async def search_route(request: Request, scope: Scope, service: ReadyService) -> SearchResponse:
+    folder = service.scratch_dir / uuid.uuid4().hex
+    body, files = await parse_body(
+        request,
+        SearchBody,
+        json_field="query",
+        file_fields=("clip",),
+        folder=folder,
+        max_file_bytes=service.settings.upload_max_file_bytes,
+    )
+    try:
+        return await run_in_threadpool(_search, service, scope, body, files.get("clip"))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _search(
+    service: Service, scope: TenantScope, body: SearchBody, clip: Path | None
+) -> SearchResponse:
+    from rag.search import SearchError, SearchRequest, search
+
+    assert service.store is not None and service.embedder is not None
+    names = catalogs_in_scope(scope, body.catalogs)
+    request = SearchRequest(
+        text=body.text,
+        like=clip,
+        catalog=None,
+        # The scoped view below already holds only these catalogs; the filter says it again.
+        catalogs=tuple(names),
+        kind=body.kind,
+        instrument=body.instrument,
+        genre=body.genre,
+        bpm=body.bpm,
+        bpm_tolerance=body.bpm_tolerance,
+        half_double=body.half_double,
+        key=body.key,
+        compatible_key=body.compatible_key,
+        uses=tuple(dict.fromkeys(["search", *body.uses])),
+        limit=min(body.limit, service.settings.api_max_search_results),
+    )
+    view = _view(service, scope, names)
+    started = time.perf_counter()
+    try:
+        hits = search(view, service.embedder, request)
+    except SearchError as err:
+        raise HTTPException(422, detail=str(err)) from err
+    service.metrics.search_seconds.observe(time.perf_counter() - started)
+    out = []
+    for hit in hits:
+        payload = scope.public_payload(hit.payload)
+        out.append(
+            SearchHitOut(
+                id=hit.id,
+                catalog=str(payload.get("catalog")),
+                score=round(hit.score, 4),
+                scores=hit.scores,
+                payload=payload,
+            )
+        )
+    return SearchResponse(hits=out)
+
+
+def _view(service: Service, scope: TenantScope, store_names: list[str]):
+    from rag.api.tenancy import ScopedStore
+
+    assert service.store is not None
+    return ScopedStore(service.store, store_names)
+
+
+def find_item(service: Service, scope: TenantScope, item_id: str) -> dict[str, Any]:
+    """The payload of one of the tenant's items; 404 for any other id."""
+    assert service.store is not None
+    item_id = check_item_id(item_id)
+    points = scope.view(service.store).retrieve([item_id])
+    if not points:
+        raise not_found("no such item")
+    return points[0].payload
+
+
+@router.get(
+    "/items/{item_id}",
+    response_model=ItemOut,
+    summary="One item's metadata: analysis, licence, caption",
+    responses={404: {"model": Problem}},
+)
+def get_item(item_id: str, scope: Scope, service: ReadyService) -> ItemOut:
+    payload = find_item(service, scope, item_id)
+    public = scope.public_payload(payload)
+    item_id = check_item_id(item_id)
+    return ItemOut(
+        id=item_id,
+        catalog=str(public.get("catalog")),
+        kind=payload.get("kind"),
+        payload=public,
+        audio_url=f"/v1/items/{item_id}/audio",
+    )
+
+
+@router.get(
+    "/items/{item_id}/audio",
+    summary="Stream an item's audio (HTTP range requests supported)",
+    description="Stems are served as stored; MIDI patterns as a WAV rendered through the "
+    "General MIDI SoundFont (cached).",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {m: {} for m in {*AUDIO_TYPES.values()}}},
+        206: {"description": "Partial content (Range request)."},
+        404: {"model": Problem},
+    },
+)
+async def get_item_audio(item_id: str, scope: Scope, service: ReadyService) -> FileResponse:
+    payload = await run_in_threadpool(find_item, service, scope, item_id)
+    path = await run_in_threadpool(_audio_file, service, scope, payload)
+    media_type = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
+    # Starlette's FileResponse answers Range / If-Range with 206 (single and multi-range) and
+    # 416 for unsatisfiable ranges, and advertises Accept-Ranges: bytes.
+    return FileResponse(path, media_type=media_type or "application/octet-stream")
+
+
+def _audio_file(service: Service, scope: TenantScope, payload: dict[str, Any]) -> Path:
+    catalog = scope.by_store_name(str(payload.get("catalog")))
+    root = catalog.root if catalog and catalog.root else None
+    if root is None:
+        root = CatalogRoots(service.settings.data_dir).root(str(payload.get("catalog")))
+    relative = str(payload.get("path", ""))
+    if root is None or not relative:
+        raise not_found("this item's audio is not available on this server")
+    base = root.resolve()
+    path = (base / relative).resolve()
+    # The payload path came from our own indexer, but a preview must never leave the catalog.
+    if not path.is_relative_to(base) or not path.is_file():
+        raise not_found("this item's audio is not available on this server")
+    if payload.get("kind") == "midi":
+        return _midi_preview(service, path, str(payload.get("sha256") or uuid.uuid4().hex))
+    return path
+
+
+def _midi_preview(service: Service, midi: Path, sha256: str) -> Path:
+    target = service.previews_dir / f"{sha256}.wav"
+    if target.is_file():
+        return target
+    import soundfile as sf
+
+    from index.render import render_midi
+
+    audio = render_midi(midi.read_bytes(), sr=44100)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{uuid.uuid4().hex}")
+    sf.write(temp, audio.T, 44100, subtype="PCM_16", format="WAV")
+    temp.replace(target)  # atomic: concurrent previews of one item never see half a file
+    return target

@@ -1,0 +1,281 @@
+"""Sound-design sessions: a catalog scope, pinned reference items that seed every take, default
+generation settings, and the history of takes (each with its manifest), re-runnable."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+from fastapi.concurrency import run_in_threadpool
+
+from rag.api.db import now
+from rag.api.deps import (
+    ReadyService,
+    Scope,
+    ServiceDep,
+    catalogs_in_scope,
+    check_item_id,
+    not_found,
+)
+from rag.api.generation import make_spec
+from rag.api.routes.jobs import ACCEPTED, check_pins, enqueue, job_out
+from rag.api.schemas import (
+    JobOut,
+    Problem,
+    RerunBody,
+    SessionCreate,
+    SessionGenerateBody,
+    SessionList,
+    SessionOut,
+    TakeList,
+    TakeOut,
+)
+from rag.api.service import Service
+from rag.api.tenancy import TenantScope
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+NOT_FOUND = {404: {"model": Problem}}
+
+
+def _session(service: Service, tenant: str, session_id: str) -> dict[str, Any]:
+    row = service.db.one("SELECT * FROM sessions WHERE id = ? AND tenant = ?", session_id, tenant)
+    if row is None:
+        raise not_found("no such session")
+    return row
+
+
+def _pins(service: Service, session_id: str) -> list[str]:
+    rows = service.db.all(
+        "SELECT item_id FROM pins WHERE session_id = ? ORDER BY created, item_id", session_id
+    )
+    return [r["item_id"] for r in rows]
+
+
+def _out(service: Service, row: dict[str, Any]) -> SessionOut:
+    takes = service.db.one("SELECT COUNT(*) AS n FROM jobs WHERE session_id = ?", row["id"])
+    return SessionOut(
+        id=row["id"],
+        name=row["name"],
+        catalogs=row["catalogs"],
+        pins=_pins(service, row["id"]),
+        defaults=row["defaults"],
+        created=row["created"],
+        takes=takes["n"] if takes else 0,
+    )
+
+
+def _scope_names(scope: TenantScope, row: dict[str, Any]) -> list[str]:
+    """The session's catalogs as store names, as the tenant holds them *now*: a catalog the
+    tenant has lost access to since drops out rather than leaking."""
+    names = [n for n in row["catalogs"] if scope.by_name(n) is not None]
+    if row["catalogs"] and not names:
+        raise HTTPException(409, detail="none of this session's catalogs is yours any more")
+    return catalogs_in_scope(scope, names or None)
+
+
+@router.post(
+    "", status_code=201, response_model=SessionOut, summary="Start a session", responses=NOT_FOUND
+)
+def create_session(body: SessionCreate, scope: Scope, service: ReadyService) -> SessionOut:
+    store_names = catalogs_in_scope(scope, body.catalogs or None)
+    pins = check_pins(service, scope, store_names, body.pins)
+    session_id = uuid.uuid4().hex
+    created = now()
+    with service.db.tx() as conn:
+        conn.execute(
+            "INSERT INTO sessions (id, tenant, name, catalogs, defaults, created) "
+            "VALUES (?, ?, ?, json(?), json(?), ?)",
+            (
+                session_id,
+                scope.tenant,
+                body.name,
+                _json(list(dict.fromkeys(body.catalogs))),
+                body.defaults.model_dump_json(exclude_none=True),
+                created,
+            ),
+        )
+        conn.executemany(
+            "INSERT OR IGNORE INTO pins (session_id, item_id, created) VALUES (?, ?, ?)",
+            [(session_id, p, created + n * 1e-6) for n, p in enumerate(pins)],
+        )
+    return _out(service, _session(service, scope.tenant, session_id))
+
+
+@router.get("", response_model=SessionList, summary="Your sessions")
+def list_sessions(scope: Scope, service: ServiceDep) -> SessionList:
+    rows = service.db.all(
+        "SELECT * FROM sessions WHERE tenant = ? ORDER BY created DESC", scope.tenant
+    )
+    return SessionList(sessions=[_out(service, r) for r in rows])
+
+
+@router.get(
+    "/{session_id}",
+    response_model=SessionOut,
+    summary="One session: scope, pins, defaults",
+    responses=NOT_FOUND,
+)
+def get_session(session_id: str, scope: Scope, service: ServiceDep) -> SessionOut:
+    return _out(service, _session(service, scope.tenant, session_id))
+
+
+@router.put(
+    "/{session_id}/pins/{item_id}",
+    response_model=SessionOut,
+    summary="Pin a reference item (it seeds every take of the session)",
+    responses=NOT_FOUND,
+)
+def add_pin(session_id: str, item_id: str, scope: Scope, service: ReadyService) -> SessionOut:
+    row = _session(service, scope.tenant, session_id)
+    (item,) = check_pins(service, scope, _scope_names(scope, row), [item_id])
+    service.db.run(
+        "INSERT OR IGNORE INTO pins (session_id, item_id, created) VALUES (?, ?, ?)",
+        session_id,
+        item,
+        now(),
+    )
+    return _out(service, row)
+
+
+@router.delete(
+    "/{session_id}/pins/{item_id}",
+    response_model=SessionOut,
+    summary="Unpin a reference item",
+    responses=NOT_FOUND,
+)
+def remove_pin(session_id: str, item_id: str, scope: Scope, service: ServiceDep) -> SessionOut:
+    row = _session(service, scope.tenant, session_id)
+    removed = service.db.run(
+        "DELETE FROM pins WHERE session_id = ? AND item_id = ?", session_id, check_item_id(item_id)
+    )
+    if not removed:
+        raise not_found("that item is not pinned in this session")
+    return _out(service, row)
+
+
+@router.post(
+    "/{session_id}/generate",
+    status_code=202,
+    response_model=JobOut,
+    summary="A new take: the session's defaults, overridden by the body; pins always seed",
+    responses=ACCEPTED,
+)
+async def session_generate(
+    session_id: str,
+    body: SessionGenerateBody,
+    response: Response,
+    scope: Scope,
+    service: ReadyService,
+) -> JobOut:
+    return await run_in_threadpool(_session_generate, service, scope, session_id, body, response)
+
+
+def _session_generate(
+    service: Service,
+    scope: TenantScope,
+    session_id: str,
+    body: SessionGenerateBody,
+    response: Response,
+) -> JobOut:
+    row = _session(service, scope.tenant, session_id)
+    merged = {**row["defaults"], **body.model_dump(exclude_none=True)}
+    if not merged.get("prompt"):
+        raise HTTPException(422, detail="prompt: give one here or in the session's defaults")
+    store_names = _scope_names(scope, row)
+    # Pins are re-checked at every take: an item removed from the index since pinning is
+    # reported instead of silently generating without it.
+    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    spec = make_spec(merged, catalogs=store_names, pinned=pinned)
+    return enqueue(service, scope.tenant, spec, response, session_id=session_id)
+
+
+@router.get(
+    "/{session_id}/takes",
+    response_model=TakeList,
+    summary="The session's takes, oldest first, each with its settings and manifest",
+    responses=NOT_FOUND,
+)
+def list_takes(session_id: str, scope: Scope, service: ServiceDep) -> TakeList:
+    _session(service, scope.tenant, session_id)
+    rows = service.db.all(
+        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? ORDER BY created",
+        session_id,
+        scope.tenant,
+    )
+    return TakeList(
+        takes=[
+            TakeOut(
+                job=job_out(r),
+                settings=(r["spec"] or {}).get("settings", {}),
+                parent_take=r["parent_take"],
+                manifest=r["manifest"],
+            )
+            for r in rows
+        ]
+    )
+
+
+@router.post(
+    "/{session_id}/takes/{take_id}/rerun",
+    status_code=202,
+    response_model=JobOut,
+    summary="Run a take again with a new seed and/or strength (same prompt, seeds, pins)",
+    responses=ACCEPTED,
+)
+async def rerun_take(
+    session_id: str,
+    take_id: str,
+    body: RerunBody,
+    response: Response,
+    scope: Scope,
+    service: ReadyService,
+) -> JobOut:
+    return await run_in_threadpool(_rerun, service, scope, session_id, take_id, body, response)
+
+
+def _rerun(
+    service: Service,
+    scope: TenantScope,
+    session_id: str,
+    take_id: str,
+    body: RerunBody,
+    response: Response,
+) -> JobOut:
+    row = _session(service, scope.tenant, session_id)
+    # A take is named by its take id, or by its job id before it has one.
+    job = service.db.one(
+        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? AND (take_id = ? OR id = ?)",
+        session_id,
+        scope.tenant,
+        take_id,
+        take_id,
+    )
+    if job is None:
+        raise not_found("no such take in this session")
+    spec = dict(job["spec"])
+    settings = dict(spec["settings"])
+    settings.update(body.model_dump(exclude_none=True))
+    store_names = _scope_names(scope, row)
+    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    new_spec = make_spec(
+        settings,
+        catalogs=store_names,
+        pinned=pinned,
+        like=spec.get("like"),
+        inpaint=spec.get("inpaint"),
+    )
+    return enqueue(
+        service,
+        scope.tenant,
+        new_spec,
+        response,
+        session_id=session_id,
+        parent_take=job["take_id"] or job["id"],
+    )
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value)

@@ -1,0 +1,191 @@
+"""The running service: settings, metadata DB, loaded components and the job queue, owned by the
+app for its lifetime (``app.state.service``)."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from index.clap import ClapEmbedder
+from rag.api.db import Database, db_path
+from rag.api.jobs import Generates, JobQueue
+from rag.api.metrics import Metrics
+from rag.api.tenancy import LockedStore
+from rag.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class DeploymentError(RuntimeError):
+    """Settings that cannot work together; the message says what to change."""
+
+
+def check_deployment(settings: Settings, workers: int | None = None) -> None:
+    """Refuse combinations that would break at run time.
+
+    The embedded engines keep the index in one process (Edge flocks its folder), so every API
+    process past the first would fail to open it — or, with qdrant-client local mode, silently
+    work on its own copy. Several workers therefore need a Qdrant server.
+    """
+    workers = settings.api_workers if workers is None else workers
+    if workers > 1 and not settings.qdrant_url:
+        raise DeploymentError(
+            f"{workers} API workers need a Qdrant server: the embedded store belongs to one "
+            "process. Set AUDIORAG_QDRANT_URL (e.g. http://qdrant:6333, see docker-compose.yml) "
+            "or run one worker (AUDIORAG_API_WORKERS=1)."
+        )
+
+
+class Service:
+    def __init__(self, settings: Settings, *, orchestrator: Generates | None = None) -> None:
+        check_deployment(settings)
+        self.settings = settings
+        self.metrics = Metrics()
+        self.db = Database(db_path(settings.data_dir))
+        self.embedder: ClapEmbedder | None = None
+        self.store: LockedStore | None = None
+        self.orchestrator: Generates | None = orchestrator
+        self._given_orchestrator = orchestrator is not None
+        self.ready = threading.Event()
+        self.load_error: str | None = None
+        self.generator_error: str | None = None
+        self._loader: threading.Thread | None = None
+        self._catalog_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._users = 0
+        from rag.api.generation import build_generate_request
+
+        self.jobs = JobQueue(
+            self.db,
+            lambda: self.orchestrator,
+            build_generate_request,
+            out_dir=self.takes_dir,
+            maxsize=settings.api_queue_size,
+            workers=settings.api_generation_workers,
+            metrics=self.metrics,
+        )
+
+    # --- folders (all under the data dir) -------------------------------------------------------
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.data_dir / "uploads"
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.settings.data_dir / "tmp"
+
+    @property
+    def inputs_dir(self) -> Path:
+        """Reference clips of generation jobs, kept so a take can be re-run."""
+        return self.settings.data_dir / "inputs"
+
+    @property
+    def previews_dir(self) -> Path:
+        return self.settings.data_dir / "previews"
+
+    def takes_dir(self, tenant: str) -> Path:
+        folder = self.settings.outputs_dir / tenant
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the models and the store in the background, so /healthz answers at once and
+        /readyz tells when the service can take work.
+
+        Counted: a second lifespan over the same app (a test client inside another) shares the
+        running service, and only the last one out stops it.
+        """
+        with self._locks_lock:
+            self._users += 1
+            if self._users > 1:
+                return
+        self._loader = threading.Thread(target=self._load, name="loader", daemon=True)
+        self._loader.start()
+        self.jobs.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self.ready.wait(timeout)
+
+    def _load(self) -> None:
+        from rag.components import load_embedder, load_store
+
+        try:
+            embedder, notice = load_embedder(self.settings)
+            if notice:
+                log.warning(notice)
+            self.embedder = embedder
+            self.store = LockedStore(load_store(self.settings, embedder))
+        except Exception as err:
+            log.exception("loading the store or CLAP failed")
+            self.load_error = f"{type(err).__name__}: {err}"
+            return
+        if not self._given_orchestrator:
+            try:
+                self.orchestrator = self._load_orchestrator()
+            except Exception as err:
+                # Search, items and uploads still work; generation answers 503 with the reason.
+                log.exception("loading the generator failed")
+                self.generator_error = f"{type(err).__name__}: {err}"
+        self.ready.set()
+
+    def _load_orchestrator(self) -> Generates:
+        from rag.api.generation import load_orchestrator
+
+        assert self.store is not None and self.embedder is not None
+        return load_orchestrator(self.settings, self.store, self.embedder)
+
+    def stop(self) -> None:
+        with self._locks_lock:
+            self._users -= 1
+            if self._users > 0:
+                return
+        self.jobs.stop()
+        if self._loader is not None:
+            self._loader.join(timeout=60)
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        self.db.close()
+
+    def readiness(self) -> dict[str, Any]:
+        loaded = self.ready.is_set()
+        store = loaded and self.store is not None
+        embedder = loaded and self.embedder is not None
+        generator = loaded and self.orchestrator is not None
+        detail = self.load_error or self.generator_error
+        if not loaded and detail is None:
+            detail = "loading models and store"
+        return {
+            "ready": bool(store and embedder and generator),
+            "store": store,
+            "embedder": embedder,
+            "generator": generator,
+            "detail": detail,
+        }
+
+    # --- indexing -------------------------------------------------------------------------------
+
+    @contextmanager
+    def catalog_lock(self, root: Path) -> Iterator[None]:
+        """One upload at a time per catalog: a thread lock in this process, a file lock across
+        API processes (both index into the same folder and manifest)."""
+        key = str(root)
+        with self._locks_lock:
+            lock = self._catalog_locks.setdefault(key, threading.Lock())
+        root.mkdir(parents=True, exist_ok=True)
+        with lock:
+            fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)
