@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: demo test env lint bench clean
+.PHONY: demo test env lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ env: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/audiorag demo --out $(DEMO)
 
-test: $(STAMP)
+# The browser end-to-end tests drive Debian's chromium (no browser download is possible here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || echo "chromium not installed: tests/test_web_e2e.py will be skipped"
+
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from rag.catalogs import CatalogRoots
 from rag.cli_generate import generate_command
+from rag.cli_serve import grants_app, keys_app, serve_command
 from rag.cli_train import eval_app, train_app
 from rag.cli_watermark import watermark_app
 from rag.settings import Settings, get_settings
@@ -35,6 +36,9 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 app.command("generate")(generate_command)
 app.add_typer(watermark_app, name="watermark")
+app.command("serve")(serve_command)
+app.add_typer(keys_app, name="keys")
+app.add_typer(grants_app, name="grants")
 console = Console(stderr=True)
 
 

@@ -173,6 +173,17 @@ class Orchestrator:
             self.provenance.record(int(watermark["payload_int"]), take.manifest)
         return take
 
+    def check(self, request: GenerateRequest) -> None:
+        """Refuse now what :meth:`generate` would refuse before rendering.
+
+        Bad fields, unreadable clips and blocked prompt terms raise :class:`GenerationError`
+        (or :class:`BlockedPrompt`) — for a service that must answer 422 at submit time rather
+        than fail a queued job later.
+        """
+        request, _ = self._validated(request)
+        self._inpaint_clip(request)
+        self.guardrails.check(request.prompt, self._licensed_names(request, []))
+
     # -- steps -------------------------------------------------------------------------------
 
     def _validated(self, request: GenerateRequest) -> tuple[GenerateRequest, RenderSettings]:
