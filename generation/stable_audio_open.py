@@ -48,6 +48,11 @@ from generation.models import (
     check_settings,
     folder_sha256,
 )
+from generation.speed import (
+    GraphedDenoiser,
+    call_transformer,
+    install_fast_attention,
+)
 
 # Optional file in a model folder with our defaults for it (the bundled model needs fewer steps
 # and a lower guidance scale than Stable Audio Open's 100 / 7).
@@ -82,7 +87,14 @@ class StableAudioOpen:
         self.hop_length = int(vae.hop_length)
         frames = pipe.transformer.config.sample_size
         self.max_duration_s = frames * self.hop_length / self.sample_rate
-        self.dtype = pipe.transformer.dtype
+        self.dtype = pipe.transformer.dtype  # latents and the sampler's state
+        # The denoiser and the VAE run in ``compute_dtype``; :meth:`optimize` may lower it (bf16)
+        # while the sampler keeps ``dtype``. Equal by default: no casts, the stock numerics.
+        self.compute_dtype = self.dtype
+        self.speed: dict[str, object] = {}  # what optimize() turned on, for reports
+        self._rotary_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._attention_backends: list | None = None
+        self._graphed: GraphedDenoiser | None = None
 
     @classmethod
     def from_folder(
@@ -149,12 +161,12 @@ class StableAudioOpen:
         padded = np.zeros((self.channels, samples), dtype=np.float32)
         length = min(samples, audio.shape[1])
         padded[:, :length] = audio[:, :length]
-        waveform = torch.from_numpy(padded)[None].to(self.device, self.dtype)
-        return self.pipe.vae.encode(waveform).latent_dist.mode()
+        waveform = torch.from_numpy(padded)[None].to(self.device, self.compute_dtype)
+        return self.pipe.vae.encode(waveform).latent_dist.mode().to(self.dtype)
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor, samples: int) -> np.ndarray:
-        audio = self.pipe.vae.decode(latents).sample[0, :, :samples]
+        audio = self.pipe.vae.decode(latents.to(self.compute_dtype)).sample[0, :, :samples]
         return audio.float().cpu().numpy()
 
     # -- rendering ---------------------------------------------------------------------------
@@ -202,6 +214,7 @@ class StableAudioOpen:
         if init_audio is not None and (settings.strength < 1.0 or settings.inpaint_range_s):
             t0 = time.perf_counter()
             known = self.encode(init_audio, frames)
+            self._sync()
             timings["encode_s"] = time.perf_counter() - t0
             start = settings.steps - round(settings.steps * settings.strength)
         start_sigma = float(scheduler.sigmas[min(start, len(timesteps))])
@@ -209,11 +222,15 @@ class StableAudioOpen:
             return self._finish(
                 known, samples, 0, timings, started, settings, init_audio, start_sigma
             )
+        # Always name the first index: otherwise the scheduler finds it with .nonzero().item(),
+        # a host sync (same index: the schedule's timesteps are distinct).
+        scheduler.set_begin_index(start)
         if start > 0:
-            scheduler.set_begin_index(start)
             latents = scheduler.add_noise(known, noise, timesteps[start : start + 1])
         else:
             latents = noise * scheduler.init_noise_sigma
+        # Rotary positions depend only on the length: computed once per length, on the device.
+        cond["rotary"] = self._rotary(frames + cond["global"].shape[1])
 
         keep = self._keep_mask(settings, frames) if settings.inpaint_range_s else None
         t0 = time.perf_counter()
@@ -230,6 +247,7 @@ class StableAudioOpen:
             latents = self._step(latents, t, cond, settings.cfg, generator)
             if progress is not None:
                 progress(i + 1, len(run))
+        self._sync()  # once, after the loop: the timing covers the GPU's work
         timings["denoise_s"] = time.perf_counter() - t0
         if keep is not None:
             latents = torch.where(keep, known, latents)
@@ -273,7 +291,8 @@ class StableAudioOpen:
         if use_cfg and not has_negative:
             cross = torch.cat([torch.zeros_like(cross), cross], dim=0)
             global_states = torch.cat([global_states, global_states], dim=0)
-        return {"cross": cross, "global": global_states}
+        dtype = self.compute_dtype
+        return {"cross": cross.to(dtype), "global": global_states.to(dtype)}
 
     def _step(
         self,
@@ -288,24 +307,131 @@ class StableAudioOpen:
         use_cfg = cfg > 1.0
         model_input = torch.cat([latents] * 2) if use_cfg else latents
         model_input = pipe.scheduler.scale_model_input(model_input, t)
-        rotary = get_1d_rotary_pos_embed(
-            pipe.rotary_embed_dim,
-            latents.shape[2] + cond["global"].shape[1],
-            use_real=True,
-            repeat_interleave_real=False,
-        )
-        prediction = pipe.transformer(
-            model_input,
-            t.unsqueeze(0),
-            encoder_hidden_states=cond["cross"],
-            global_hidden_states=cond["global"],
-            rotary_embedding=rotary,
-            return_dict=False,
-        )[0]
+        rotary = cond.get("rotary")
+        if rotary is None:
+            rotary = self._rotary(latents.shape[2] + cond["global"].shape[1])
+        prediction = self._denoise(
+            model_input.to(self.compute_dtype), t.unsqueeze(0), cond, rotary
+        ).to(latents.dtype)
         if use_cfg:
             uncond, text = prediction.chunk(2)
             prediction = uncond + cfg * (text - uncond)
         return pipe.scheduler.step(prediction, t, latents, generator=generator).prev_sample
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def _rotary(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The DiT's rotary (cos, sin) tables for ``length`` positions, cached on the device.
+
+        The stock code builds them on the CPU and copies them to the device in every attention
+        layer of every step; the values are the same.
+        """
+        cached = self._rotary_cache.get(length)
+        if cached is None:
+            cos, sin = get_1d_rotary_pos_embed(
+                self.pipe.rotary_embed_dim, length, use_real=True, repeat_interleave_real=False
+            )
+            cached = (cos.to(self.device), sin.to(self.device))
+            self._rotary_cache[length] = cached
+        return cached
+
+    def _denoise(
+        self,
+        model_input: torch.Tensor,
+        timestep: torch.Tensor,
+        cond: dict[str, torch.Tensor],
+        rotary: tuple[torch.Tensor, torch.Tensor],
+    ) -> torch.Tensor:
+        """One transformer call (replayed from a CUDA graph when :meth:`optimize` captured one)."""
+        args = (model_input, timestep, cond["cross"], cond["global"], rotary[0], rotary[1])
+        if self._graphed is not None:
+            return self._graphed(*args)
+        if self._attention_backends is not None:
+            from torch.nn.attention import sdpa_kernel
+
+            with sdpa_kernel(self._attention_backends, set_priority=True):
+                return call_transformer(self.pipe.transformer, *args)
+        return call_transformer(self.pipe.transformer, *args)
+
+    def optimize(
+        self,
+        *,
+        dtype: torch.dtype | None = None,
+        fast_attention: bool = True,
+        attention_backends: list[str] | None = None,
+        compile: bool = False,
+        compile_mode: str | None = None,
+        compile_vae: bool = False,
+        cuda_graphs: bool = False,
+        strip_weight_norm: bool = True,
+    ) -> StableAudioOpen:
+        """Speed options for rendering; returns ``self``. Nothing here changes the sampler.
+
+        - ``dtype``: run the DiT, the VAE and the text encoder in this dtype (bf16 on a GPU);
+          latents and the scheduler stay in the model's load dtype (fp32), as samplers in the
+          field do, so only the denoiser's and the VAE's arithmetic is lowered.
+        - ``fast_attention``: our attention processor for the DiT — one fused QKV matmul for
+          self-attention, one fused KV matmul for cross-attention, GQA inside SDPA
+          (``enable_gqa``) instead of copying key/value heads. Same maths; in fp32 the result
+          equals the stock processor's to rounding (tested).
+        - ``attention_backends``: SDPA kernels in priority order, e.g. ``["cudnn", "flash",
+          "efficient", "math"]`` (CUDA only; default on CUDA: that list).
+        - ``compile``: ``torch.compile`` each transformer block (regional compilation: one
+          block compiled once, reused 24 times — seconds, not minutes); ``compile_mode`` as in
+          ``torch.compile`` (default "max-autotune-no-cudagraphs" on CUDA).
+        - ``compile_vae``: also compile the VAE decoder (fuses the Snake activations).
+        - ``cuda_graphs``: capture the whole transformer call per input shape in a CUDA graph
+          and replay it (no per-kernel launch cost; the scheduler step stays eager because its
+          Brownian-tree noise is drawn on the host side).
+        - ``strip_weight_norm``: fold the VAE's weight-norm hooks into plain weights once,
+          instead of recomputing every weight on every call.
+        """
+        cuda = self.device.type == "cuda"
+        pipe = self.pipe
+        if strip_weight_norm:  # before any cast: the folded weights are computed in fp32
+            strip_weight_norm(pipe.vae)
+        if dtype is not None and dtype != self.compute_dtype:
+            for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.projection_model):
+                module.to(dtype=dtype)
+            self.compute_dtype = dtype
+        if fast_attention:
+            install_fast_attention(pipe.transformer)
+        if cuda:
+            from torch.nn.attention import SDPBackend
+
+            names = attention_backends or ["cudnn", "flash", "efficient", "math"]
+            table = {
+                "cudnn": SDPBackend.CUDNN_ATTENTION,
+                "flash": SDPBackend.FLASH_ATTENTION,
+                "efficient": SDPBackend.EFFICIENT_ATTENTION,
+                "math": SDPBackend.MATH,
+            }
+            self._attention_backends = [table[name] for name in names]
+        if compile:
+            mode = compile_mode or ("max-autotune-no-cudagraphs" if cuda else None)
+            for block in pipe.transformer.transformer_blocks:
+                block.compile(mode=mode, dynamic=False)
+            if compile_vae:
+                pipe.vae.decoder.compile(mode=mode, dynamic=False)
+        if cuda_graphs:
+            if not cuda:
+                raise ValueError("cuda_graphs needs a CUDA device")
+            self._graphed = GraphedDenoiser(pipe.transformer, self._attention_backends)
+        self.speed = {
+            "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+            "fast_attention": fast_attention,
+            "attention_backends": None if not cuda else list(attention_backends or names),
+            "compile": compile,
+            "compile_mode": (compile_mode or ("max-autotune-no-cudagraphs" if cuda else None))
+            if compile
+            else None,
+            "compile_vae": compile_vae and compile,
+            "cuda_graphs": cuda_graphs,
+            "strip_weight_norm": strip_weight_norm,
+        }
+        return self
 
     def _keep_mask(self, settings: RenderSettings, frames: int) -> torch.Tensor:
         """True on latent frames to keep (outside the in-paint range), shaped to broadcast."""

@@ -1,0 +1,180 @@
+"""The render path's speed options (issue 7) keep its output; the GPU bench's full-size builders
+describe Stable Audio Open 1.0 — counted on the meta device, no weights allocated."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import generation.speed as speed
+import generation.stable_audio_open as sao
+from generation.models import RenderSettings, load_generator
+
+SR = 16000
+BASE = RenderSettings(prompt="punchy drums and warm bass", duration_s=0.5, steps=6, cfg=3.0)
+
+
+def _load_bench():
+    path = Path(__file__).resolve().parents[1] / "bench" / "render_gpu.py"
+    spec = importlib.util.spec_from_file_location("render_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("render_gpu", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _load_bench()
+
+
+@pytest.fixture(scope="module")
+def plain(tiny_generator_folder):
+    return load_generator(tiny_generator_folder)
+
+
+@pytest.fixture(scope="module")
+def fast(tiny_generator_folder):
+    """Every speed option that runs on a CPU, in fp32 (compile off, no CUDA graphs)."""
+    return load_generator(tiny_generator_folder).optimize(fast_attention=True)
+
+
+@pytest.fixture(scope="module")
+def init_audio() -> np.ndarray:
+    t = np.arange(SR) / SR
+    mono = (0.3 * np.sin(2 * np.pi * 220 * t) * np.exp(-3 * (t % 0.5))).astype(np.float32)
+    return np.stack([mono, 0.8 * mono])
+
+
+def test_optimize_installs_the_fast_attention_and_strips_weight_norm(fast):
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    blocks = fast.pipe.transformer.transformer_blocks
+    for block in blocks:
+        for attn in (block.attn1, block.attn2):
+            assert isinstance(attn.processor, speed.FastStableAudioAttnProcessor)
+        # the original projections are views into the fused weight: no extra memory
+        fused = block.attn1.fused_qkv_weight
+        assert block.attn1.to_q.weight.data_ptr() == fused.data_ptr()
+        assert block.attn2.to_k.weight.data_ptr() == block.attn2.fused_kv_weight.data_ptr()
+    hooks = [h for m in fast.pipe.vae.modules() for h in m._forward_pre_hooks.values()]
+    assert not any(isinstance(h, WeightNorm) for h in hooks)
+    assert fast.speed["fast_attention"] and fast.speed["compute_dtype"] == "float32"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{}, {"strength": 0.5}, {"inpaint_range_s": (0.25, 0.75), "duration_s": 1.0}],
+    ids=["text", "audio-to-audio", "in-paint"],
+)
+def test_fast_path_renders_the_same_audio(plain, fast, init_audio, change):
+    settings = replace(BASE, **change)
+    init = init_audio if change else None
+    a = plain.render(settings, init)
+    b = fast.render(settings, init)
+    assert a.denoiser_calls == b.denoiser_calls
+    np.testing.assert_allclose(b.audio, a.audio, atol=1e-5, rtol=0)
+
+
+def test_rotary_is_built_once_per_length_and_never_in_the_loop(tiny_generator_folder, monkeypatch):
+    gen = load_generator(tiny_generator_folder)
+    calls = []
+    real = sao.get_1d_rotary_pos_embed
+
+    def counting(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sao, "get_1d_rotary_pos_embed", counting)
+    gen.render(BASE)
+    assert len(calls) == 1  # 6 steps, one table
+    gen.render(replace(BASE, seed=3))
+    assert len(calls) == 1  # same length: cached
+    gen.render(replace(BASE, duration_s=0.25))
+    assert len(calls) == 2
+
+
+def test_the_first_step_does_not_search_the_schedule(tiny_generator_folder, monkeypatch):
+    """The scheduler's own first-step search is .nonzero().item(): a host sync on a GPU."""
+    gen = load_generator(tiny_generator_folder)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("index_for_timestep called")
+
+    monkeypatch.setattr(gen.pipe.scheduler, "index_for_timestep", refuse)
+    assert gen.render(BASE).denoiser_calls == BASE.steps
+
+
+def test_bf16_denoiser_keeps_an_fp32_sampler_and_stays_close(tiny_generator_folder, plain):
+    gen = load_generator(tiny_generator_folder).optimize(dtype=torch.bfloat16)
+    assert gen.dtype == torch.float32 and gen.compute_dtype == torch.bfloat16
+    assert gen.pipe.transformer.dtype == torch.bfloat16 and gen.pipe.vae.dtype == torch.bfloat16
+    a = plain.render(BASE).audio
+    b = gen.render(BASE)
+    assert b.audio.dtype == np.float32 and b.audio.shape == a.shape
+    assert np.isfinite(b.audio).all()
+    assert np.abs(b.audio - a).max() < 0.1 * max(np.abs(a).max(), 1e-3)
+
+
+def test_cuda_graphs_need_a_cuda_device(tiny_generator_folder):
+    gen = load_generator(tiny_generator_folder)
+    with pytest.raises(ValueError, match="CUDA"):
+        gen.optimize(cuda_graphs=True)
+
+
+def test_full_size_components_match_stable_audio_open_1_0(bench):
+    dit = bench.FULL_DIT
+    assert dit["num_layers"] == 24
+    assert dit["num_attention_heads"] * dit["attention_head_dim"] == 1536
+    assert dit["num_attention_heads"] == 24 and dit["num_key_value_attention_heads"] == 12
+    assert dit["in_channels"] == dit["out_channels"] == 64 and dit["sample_size"] == 1024
+    counts = bench.meta_param_counts("full")
+    assert counts["dit"] == pytest.approx(1.06e9, rel=0.03)
+    assert counts["vae"] == pytest.approx(156e6, rel=0.05)
+    assert counts["t5"] == pytest.approx(109e6, rel=0.05)
+    with torch.device("meta"):
+        model = bench.build_dit("full")
+    assert all(p.device.type == "meta" for p in model.parameters())  # nothing allocated
+    block = model.transformer_blocks[0]
+    assert block.attn2.to_k.out_features == 12 * 64  # GQA: 12 key/value heads
+    with torch.device("meta"):
+        vae = bench.build_vae("full")
+    assert vae.hop_length == 2048 and vae.config.sampling_rate == 44100
+    assert 47.5 < 1024 * vae.hop_length / 44100 < 47.6
+    assert bench.build_tokenizer(bench.TOKENS["full"]).model_max_length == 128
+
+
+def test_full_size_clap_is_htsat_base(bench):
+    from transformers import ClapAudioConfig, ClapAudioModelWithProjection
+
+    config = ClapAudioConfig(**bench.FULL_CLAP_AUDIO)
+    with torch.device("meta"):
+        model = ClapAudioModelWithProjection(config)
+    assert config.depths == [2, 2, 12, 2] and config.patch_embeds_hidden_size == 128
+    params = sum(p.numel() for p in model.parameters())
+    assert 50e6 < params < 120e6
+
+
+def test_markdown_labels_a_cpu_run_as_a_smoke_run(bench):
+    results = {
+        "meta": {
+            "device": "cpu",
+            "size": "small",
+            "torch": "x",
+            "diffusers": "y",
+            "transformers": "z",
+            "host": "x86_64",
+            "started": "now",
+        },
+        "render": {},
+        "numerics": {},
+        "clap": {},
+    }
+    text = bench.render_markdown(results)
+    assert "CPU smoke run, not the GPU measurement" in text
