@@ -176,7 +176,7 @@ def install_fast_attention(transformer: StableAudioDiTModel) -> int:
     return changed
 
 
-def strip_weight_norm(module: torch.nn.Module) -> int:
+def fold_weight_norm(module: torch.nn.Module) -> int:
     """Fold old-style ``weight_norm`` hooks (the Oobleck VAE's) into plain weights."""
     from torch.nn.utils import remove_weight_norm
     from torch.nn.utils.weight_norm import WeightNorm

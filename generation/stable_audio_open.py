@@ -51,6 +51,7 @@ from generation.models import (
 from generation.speed import (
     GraphedDenoiser,
     call_transformer,
+    fold_weight_norm,
     install_fast_attention,
 )
 
@@ -391,7 +392,7 @@ class StableAudioOpen:
         cuda = self.device.type == "cuda"
         pipe = self.pipe
         if strip_weight_norm:  # before any cast: the folded weights are computed in fp32
-            strip_weight_norm(pipe.vae)
+            fold_weight_norm(pipe.vae)
         if dtype is not None and dtype != self.compute_dtype:
             for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.projection_model):
                 module.to(dtype=dtype)
