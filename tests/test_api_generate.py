@@ -4,9 +4,11 @@ that keeps every session's history."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
+import soundfile as sf
 
 from index.demo.catalog import build_demo_catalog
 from rag.api.db import now
@@ -128,8 +130,29 @@ def test_generation_sessions_and_restart(world):
         )
         second = wait_job(api, "acme", rerun.json()["id"])
         assert second["status"] == "succeeded", second
+        # in-paint a range of the first take, from its stored audio (no upload)
+        painted = api.client.post(
+            f"/v1/sessions/{sid}/takes/{first['take_id']}/inpaint",
+            json={"from_s": 0.25, "to_s": 0.75, "seed": 3},
+            headers=headers,
+        )
+        assert painted.status_code == 202, painted.text
+        third = wait_job(api, "acme", painted.json()["id"])
+        assert third["status"] == "succeeded", third
         takes = api.client.get(f"/v1/sessions/{sid}/takes", headers=headers).json()["takes"]
-        assert len(takes) == 2
+        assert len(takes) == 3
+        assert takes[2]["parent_take"] == first["take_id"]
+        assert takes[2]["inpaint"] == {"from_s": 0.25, "to_s": 0.75}
+        assert takes[2]["manifest"]["mode"] == "in-paint"
+        assert takes[2]["manifest"]["request"]["inpaint_to_s"] == 0.75
+        # the in-painted take keeps the parent's length
+        wavs = [
+            api.client.get(t["job"]["links"]["audio_wav"], headers=headers).content
+            for t in (takes[0], takes[2])
+        ]
+        lengths = [sf.info(io.BytesIO(w)).frames for w in wavs]
+        assert lengths[0] == lengths[1], lengths
+        takes = takes[:2]
         for take in takes:
             pinned = [s for s in take["manifest"]["seeds"] if s["pinned"]]
             assert [s["id"] for s in pinned] == [acme[0]]

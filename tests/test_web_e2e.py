@@ -165,6 +165,24 @@ def shot(page, name: str) -> None:
         page.screenshot(path=str(Path(folder) / f"{name}.png"))
 
 
+def _marked_clip(app: Any, payload: int, seconds: float = 8.0) -> bytes:
+    """An 8 s WAV marked with ``payload`` by the service's own watermarker."""
+    import io
+
+    import numpy as np
+    import soundfile as sf
+
+    sr = 44100
+    t = np.arange(int(sr * seconds)) / sr
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    x = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 330 * t) + 0.05 * noise
+    audio = np.stack([x, x]).astype(np.float32)
+    marked = app.state.service.watermarker().embed(audio, sr, payload)
+    buffer = io.BytesIO()
+    sf.write(buffer, marked.T, sr, subtype="PCM_16", format="WAV")
+    return buffer.getvalue()
+
+
 def sign_in(page, key: str) -> None:
     expect = playwright_api.expect
     expect(page.get_by_label("API key")).to_be_visible()
@@ -183,6 +201,17 @@ def test_session_flow_search_pin_render_rerun(page, server):
     shot(page, "0-sign-in")
     sign_in(page, server["key"])
     assert page.evaluate("sessionStorage.getItem('audiorag.key')") == server["key"]
+    # The top bar names the tenant (GET /v1/me); the filters offer what the catalog holds.
+    expect(page.locator("#whoami-tenant")).to_have_text("mira")
+    page.wait_for_function(
+        "[...document.querySelectorAll('#instruments option')].some(o => o.value === 'pad')"
+    )
+    instruments = page.evaluate(
+        "[...document.querySelectorAll('#instruments option')].map(o => o.value)"
+    )
+    assert "vocals" not in instruments and "drums" in instruments, instruments
+    keys = page.evaluate("[...document.querySelectorAll('select[name=key] option')].length")
+    assert 1 < keys < 25  # "any" + the catalog's keys, not all 24
 
     # Create a session scoped to the catalog.
     page.get_by_role("button", name="+ New session").click()
@@ -190,6 +219,16 @@ def test_session_flow_search_pin_render_rerun(page, server):
     page.locator("#catalog-checks input[value=mira-kit]").check()
     page.get_by_role("button", name="Create session").click()
     expect(page.locator("#session-info .session-name")).to_have_text("Mira Okafor — night drive")
+
+    # An item licensed for search only cannot be pinned: the refusal reads as a message.
+    page.get_by_label("Describe what you are looking for").fill("trap drums")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#results")).not_to_have_attribute("aria-busy", "true", timeout=30_000)
+    trap = page.locator("#results .result", has_text="trap_drums").first
+    expect(trap).to_be_visible()
+    trap.get_by_role("button", name=re.compile("^Pin ")).click()
+    expect(page.locator("#toasts")).to_contain_text("not licensed for generation-seed")
+    expect(page.locator("#pins .pin-item")).to_have_count(0)
 
     # Search with text + a filter; results show BPM, key, licence holder and a waveform.
     page.get_by_label("Describe what you are looking for").fill("funk drums groove")
@@ -264,9 +303,15 @@ def test_session_flow_search_pin_render_rerun(page, server):
     expect(takes).to_have_count(1, timeout=30_000)
     take = takes.first
     expect(take.locator(".take-prompt")).to_have_text(PROMPT)
+    # The <audio> streams from a signed URL; the spectrogram is the server's PNG.
     page.wait_for_function(
         "(() => { const a = document.querySelector('#takes .take audio');"
-        " return a && a.src.startsWith('blob:'); })()",
+        " return a && a.src.includes('/audio?') && a.src.includes('token='); })()",
+        timeout=30_000,
+    )
+    page.wait_for_function(
+        "(() => { const i = document.querySelector('#takes .take img.spec');"
+        " return i && i.complete && i.naturalWidth > 100 && i.src.includes('/spectrogram?'); })()",
         timeout=30_000,
     )
     take.locator("summary", has_text="Manifest").click()
@@ -287,6 +332,8 @@ def test_session_flow_search_pin_render_rerun(page, server):
     with page.expect_download() as download:
         take.get_by_role("link", name="⤓ WAV").click()
     assert download.value.suggested_filename.endswith(".wav")
+    take_wav = download.value.path()
+    first_take_id = take.locator(".take-id").inner_text()
 
     # Re-run with a new seed: a second take, a child of the first, with another seed.
     take.get_by_role("button", name="↻ Re-run, new seed").click()
@@ -313,18 +360,57 @@ def test_session_flow_search_pin_render_rerun(page, server):
     inpainted = page.locator("#takes .take[data-status=succeeded] .badge.inpaint")
     expect(inpainted).to_have_count(1, timeout=120_000)
     expect(inpainted).to_contain_text("in-paint 0.5")
+    expect(page.locator("#takes .take[data-status=succeeded]")).to_have_count(3)
 
-    # The server agrees: two session takes, both seeded by the pins.
+    # The server agrees: three session takes; the in-paint is a child of the re-run.
     import httpx
 
     headers = {"Authorization": f"Bearer {server['key']}"}
     sid = page.evaluate("sessionStorage.getItem('audiorag.session')")
     body = httpx.get(f"{server['url']}/v1/sessions/{sid}/takes", headers=headers).json()
-    assert len(body["takes"]) == 2
-    for t in body["takes"]:
+    assert len(body["takes"]) == 3
+    for t in body["takes"][:2]:
         pinned = {s["id"] for s in t["manifest"]["seeds"] if s["pinned"]}
         assert pinned == set(pinned_ids)
     assert body["takes"][1]["parent_take"] == body["takes"][0]["job"]["take_id"]
+    painted = body["takes"][2]
+    assert painted["parent_take"] == body["takes"][1]["job"]["take_id"]
+    assert painted["inpaint"]["from_s"] == pytest.approx(0.5, abs=0.05)
+    assert painted["inpaint"]["to_s"] == pytest.approx(1.5, abs=0.05)
+    assert painted["manifest"]["mode"] == "in-paint", painted["manifest"]["mode"]
+    assert not page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('audiorag'))")
+
+    # Trace a file carrying the first take's watermark back to its prompt and licences. The
+    # tiny random-weight generator's 2 s takes are too short and too odd for the detector (it
+    # wants ~6 s of real audio), so the take's own payload is embedded, with the service's own
+    # watermarker, into an 8 s clip: the route and the page then resolve the real job's record.
+    first = body["takes"][0]
+    assert first["job"]["take_id"] == first_take_id
+    marked = _marked_clip(server["app"], first["manifest"]["watermark"]["payload_int"])
+    page.get_by_role("button", name="Trace a file").click()
+    dialog = page.get_by_role("dialog", name="Trace a file")
+    expect(dialog).to_be_visible()
+    # the real 2 s take first: read, answered in words whatever the detector makes of it
+    page.locator("#trace-file").set_input_files(
+        {"name": "take.wav", "mimeType": "audio/wav", "buffer": Path(take_wav).read_bytes()}
+    )
+    result = page.locator("#trace-result")
+    expect(result).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(result.locator(".trace-verdict")).not_to_be_empty()
+    page.locator("#trace-file").set_input_files(
+        {"name": "mystery.wav", "mimeType": "audio/wav", "buffer": marked}
+    )
+    expect(result).to_contain_text("mystery.wav", timeout=30_000)
+    expect(result).to_have_attribute("data-state", "done", timeout=30_000)
+    expect(result.locator(".trace-verdict")).to_contain_text("Your take")
+    expect(result.locator(".trace-take")).to_have_text(first_take_id)
+    expect(result.locator(".trace-prompt")).to_have_text(PROMPT)
+    expect(result.locator(".trace-payload")).to_have_text(re.compile(r"^[0-9a-f]{8}$"))
+    assert result.locator(".trace-seeds tbody tr").count() >= 2
+    expect(result.locator(".trace-seeds")).to_contain_text("generation-seed")
+    shot(page, "5-trace-a-file")
+    dialog.get_by_role("button", name="Close").click()
+    expect(dialog).to_be_hidden()
 
 
 def test_blocked_prompt_term_reads_as_a_message(page, server):

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from rag.api.jobs import Generates
 from rag.api.metrics import RequestMetrics
-from rag.api.routes import catalogs, health, jobs, search, sessions
+from rag.api.routes import account, catalogs, health, jobs, search, sessions
 from rag.api.service import Service
 from rag.api.uploads import BodyLimit, body_cap
 from rag.settings import Settings, get_settings
@@ -63,7 +63,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    for router in (health.router, search.router, catalogs.router, jobs.router, sessions.router):
+    for router in (
+        health.router,
+        account.router,
+        search.router,
+        catalogs.router,
+        jobs.router,
+        sessions.router,
+    ):
         app.include_router(router)
     mount_web(app)  # the sound-design page at /, served by the same app
     # Outermost first: count every request (413s included), then cap bodies before parsing.

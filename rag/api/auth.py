@@ -14,7 +14,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from rag.api.db import Database, now
@@ -85,6 +85,15 @@ def verify_key(db: Database, key: str) -> Principal | None:
     return Principal(row["tenant"], match.group(1))
 
 
+def live_key(db: Database, key_id: str) -> Principal | None:
+    """The principal of a live (unrevoked) key by its id: a signed URL is good only while the
+    key that asked for it is."""
+    row = db.one("SELECT tenant, revoked FROM api_keys WHERE id = ?", key_id)
+    if row is None or row["revoked"] is not None:
+        return None
+    return Principal(row["tenant"], key_id)
+
+
 # Both schemes are declared so /docs offers them; auto_error is off so a missing key gives our
 # 401 with a WWW-Authenticate header rather than FastAPI's 403.
 _bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <API key>")
@@ -108,3 +117,37 @@ def current_principal(
 
 
 Tenant = Annotated[Principal, Depends(current_principal)]
+
+
+def principal_or_token(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="A signed URL's token (from `links` in item / job JSON): lets an "
+            "`<audio>` or `<img>` element fetch this one path for a few minutes without the key.",
+        ),
+    ] = None,
+) -> Principal:
+    """An API key as usual, or — on the audio and spectrogram routes only — a signed token for
+    exactly this path, unexpired, issued to a key that is still live."""
+    if bearer is not None or header:
+        return current_principal(request, bearer, header)
+    service = request.app.state.service
+    key_id = service.signer.verify(token, request.url.path) if token else None
+    principal = live_key(service.db, key_id) if key_id else None
+    if principal is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="missing API key, or an expired, forged or revoked signed URL"
+            if token
+            else "missing, unknown or revoked API key",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return principal
+
+
+TenantOrToken = Annotated[Principal, Depends(principal_or_token)]

@@ -46,6 +46,10 @@ class SearchHitOut(BaseModel):
     score: float = Field(description="Fused rank score in (0, 1]; 1 = first for every query.")
     scores: dict[str, float] = Field(description="Cosine per query.")
     payload: dict[str, Any]
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="`audio`: a signed URL of the preview, usable without the key for ~10 min.",
+    )
 
 
 class SearchResponse(BaseModel):
@@ -58,6 +62,10 @@ class ItemOut(BaseModel):
     kind: str | None = None
     payload: dict[str, Any]
     audio_url: str
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="`audio` (needs the key) and `audio_signed` (a signed URL, ~10 min).",
+    )
 
 
 # --- catalogs and uploads -----------------------------------------------------------------------
@@ -139,7 +147,10 @@ class JobOut(BaseModel):
     created: float
     started: float | None = None
     finished: float | None = None
-    links: dict[str, str]
+    links: dict[str, str] = Field(
+        description="`audio_<fmt>`, `spectrogram`, `manifest` (need the key); `signed_audio_<fmt>` "
+        "and `signed_spectrogram` are signed URLs an `<audio>` / `<img>` can use for ~10 min."
+    )
 
 
 # --- sessions -----------------------------------------------------------------------------------
@@ -177,15 +188,96 @@ class RerunBody(Strict):
     strength: float | None = Field(None, ge=0, le=1)
 
 
+class InpaintBody(Strict):
+    """Regenerate [from_s, to_s) of a take's own audio; the rest is kept."""
+
+    from_s: float = Field(ge=0, le=600)
+    to_s: float = Field(gt=0, le=600)
+    prompt: str | None = Field(
+        None, min_length=1, max_length=2000, description="Default: the take's prompt."
+    )
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    strength: float | None = Field(None, ge=0, le=1)
+
+
+class InpaintRange(BaseModel):
+    from_s: float
+    to_s: float
+
+
 class TakeOut(BaseModel):
     job: JobOut
     settings: dict[str, Any]
     parent_take: str | None = None
+    inpaint: InpaintRange | None = Field(
+        None, description="Set when this take in-paints a range of its parent take."
+    )
     manifest: dict[str, Any] | None = None
 
 
 class TakeList(BaseModel):
     takes: list[TakeOut]
+
+
+# --- the caller, facets, watermarks -------------------------------------------------------------
+
+
+class MeCatalog(BaseModel):
+    name: str
+    writable: bool
+
+
+class MeOut(BaseModel):
+    tenant: str
+    key_id: str
+    catalogs: list[MeCatalog]
+
+
+class FacetsOut(BaseModel):
+    """Distinct values across the caller's catalogs, each sorted."""
+
+    instruments: list[str]
+    genres: list[str]
+    keys: list[str]
+    kinds: list[str]
+    uses: list[str]
+    items: int
+
+
+class SeedSummary(BaseModel):
+    id: str | None = None
+    path: str | None = None
+    catalog: str | None = None
+    licence_id: str | None = None
+    holder: str | None = None
+    allowed_uses: list[str] = Field(default_factory=list)
+    attribution: str | None = None
+
+
+class TakeSummary(BaseModel):
+    take_id: str | None = None
+    job_id: str
+    session_id: str | None = None
+    created_at: str | None = None
+    prompt: str | None = None
+    model: str | None = None
+    seeds: list[SeedSummary]
+
+
+class WatermarkOut(BaseModel):
+    scheme: str
+    present: bool
+    confidence: float
+    payload: str | None = Field(None, description="The 32-bit payload as 8 hex digits.")
+    details: dict[str, Any]
+    origin: Literal["yours", "this-deployment", "unknown"] | None = Field(
+        None,
+        description="For a marked file: `yours` (a take one of your jobs made: see `take`), "
+        "`this-deployment` (marked here, not by you: no details), `unknown` (a payload this "
+        "deployment has no record of). Null when no mark was found.",
+    )
+    message: str
+    take: TakeSummary | None = None
 
 
 # --- health -------------------------------------------------------------------------------------

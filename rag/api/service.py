@@ -16,6 +16,7 @@ from index.clap import ClapEmbedder
 from rag.api.db import Database, db_path
 from rag.api.jobs import Generates, JobQueue
 from rag.api.metrics import Metrics
+from rag.api.signing import UrlSigner, signing_secret
 from rag.api.tenancy import LockedStore
 from rag.settings import Settings
 
@@ -59,6 +60,11 @@ class Service:
         self._catalog_locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._users = 0
+        self.signer = UrlSigner(signing_secret(settings.data_dir))
+        self._watermarker: Any = None
+        # Facets per tenant scope, keyed by the scope's catalogs and their generations.
+        self.facets_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
+        self.catalog_generations: dict[str, int] = {}
         from rag.api.generation import build_generate_request
 
         self.jobs = JobQueue(
@@ -171,6 +177,21 @@ class Service:
             "generator": generator,
             "detail": detail,
         }
+
+    def watermarker(self) -> Any:
+        """The deployment's watermark detector (the one the orchestrator marks takes with),
+        loaded on first use."""
+        with self._locks_lock:
+            if self._watermarker is None:
+                from rag.provenance import load_watermarker
+
+                self._watermarker = load_watermarker(self.settings)
+            return self._watermarker
+
+    def catalog_changed(self, store_name: str) -> None:
+        """An upload changed ``store_name``: cached facets over it are stale."""
+        with self._locks_lock:
+            self.catalog_generations[store_name] = self.catalog_generations.get(store_name, 0) + 1
 
     # --- indexing -------------------------------------------------------------------------------
 

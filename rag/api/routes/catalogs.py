@@ -291,6 +291,7 @@ def _index(service: Service, catalog: Catalog, accepted: list[Staged]) -> None:
         raise
     # The orchestrator finds seed audio through the catalog roots registry.
     CatalogRoots(settings.data_dir).set(catalog.store_name, root)
+    service.catalog_changed(catalog.store_name)
     outcome: dict[str, tuple[str, str | None]] = {}
     for status in ("indexed", "updated", "unchanged"):
         for path in getattr(report, status):

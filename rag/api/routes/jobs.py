@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from rag.api.auth import Tenant
+from rag.api.auth import Principal, Tenant, TenantOrToken
 from rag.api.bodies import openapi_body, parse_body
 from rag.api.deps import (
     ReadyService,
@@ -30,6 +31,15 @@ from rag.api.tenancy import TenantScope
 
 router = APIRouter(prefix="/v1", tags=["generation"])
 
+Sign = Callable[[str, str], str]
+SEED_USE = "generation-seed"
+
+
+def signer_for(service: Service, principal: Principal) -> Sign:
+    """Signs URLs for ``principal``'s key (see :mod:`rag.api.signing`)."""
+    return lambda path, query: service.signer.url(principal.key_id, path, query)
+
+
 ACCEPTED = {
     202: {"description": "Accepted: poll the job.", "model": JobOut},
     404: {"model": Problem},
@@ -39,13 +49,22 @@ ACCEPTED = {
 }
 
 
-def job_out(row: dict[str, Any]) -> JobOut:
+def job_out(row: dict[str, Any], sign: Sign | None = None) -> JobOut:
+    """The job as JSON; with ``sign`` (the caller's signer), a finished take's links include
+    signed URLs of its audio and spectrogram."""
     done, total = int(row["done"]), int(row["total"])
-    links = {"self": f"/v1/jobs/{row['id']}"}
+    base = f"/v1/jobs/{row['id']}"
+    links = {"self": base}
     if row["status"] == "succeeded":
         for fmt in row.get("audio") or {}:
-            links[f"audio_{fmt}"] = f"/v1/jobs/{row['id']}/audio?format={fmt}"
-        links["manifest"] = f"/v1/jobs/{row['id']}/manifest"
+            links[f"audio_{fmt}"] = f"{base}/audio?format={fmt}"
+            if sign is not None:
+                links[f"signed_audio_{fmt}"] = sign(f"{base}/audio", f"format={fmt}")
+        links["manifest"] = f"{base}/manifest"
+        if row.get("folder"):
+            links["spectrogram"] = f"{base}/spectrogram"
+            if sign is not None:
+                links["signed_spectrogram"] = sign(f"{base}/spectrogram", "")
     return JobOut(
         id=row["id"],
         status=row["status"],
@@ -74,13 +93,25 @@ def check_pins(service: Service, scope: TenantScope, store_names: list[str], pin
     if not ids:
         return []
     visible = {
-        p.id
+        p.id: p.payload
         for p in scope.view(service.store).retrieve(ids)
         if p.payload.get("catalog") in store_names
     }
     for item_id in ids:
         if item_id not in visible:
             raise not_found(f"no item {item_id} in this scope")
+    for item_id in ids:
+        # A pin always seeds, so it must be licensed to: refused now, not at render time.
+        licence = visible[item_id].get("licence") or {}
+        uses = licence.get("allowed_uses") or []
+        if SEED_USE not in uses:
+            name = str(visible[item_id].get("path") or item_id).rsplit("/", 1)[-1]
+            raise HTTPException(
+                422,
+                detail=f"{name} ({item_id}) is not licensed for {SEED_USE}: its licence "
+                f"{licence.get('id') or ''} from {licence.get('holder') or 'its holder'} allows "
+                f"{', '.join(uses) or 'nothing'}; pick an item licensed for {SEED_USE}",
+            )
     return list(dict.fromkeys(ids))
 
 
@@ -187,7 +218,7 @@ def _submit(
     responses={404: {"model": Problem}},
 )
 def get_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
-    return job_out(tenant_job(service, principal.tenant, job_id))
+    return job_out(tenant_job(service, principal.tenant, job_id), signer_for(service, principal))
 
 
 @router.delete(
@@ -199,7 +230,7 @@ def get_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
 def cancel_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
     tenant_job(service, principal.tenant, job_id)
     service.jobs.cancel(job_id)
-    return job_out(tenant_job(service, principal.tenant, job_id))
+    return job_out(tenant_job(service, principal.tenant, job_id), signer_for(service, principal))
 
 
 def finished_job(service: Service, tenant: str, job_id: str) -> dict[str, Any]:
@@ -212,16 +243,19 @@ def finished_job(service: Service, tenant: str, job_id: str) -> dict[str, Any]:
 @router.get(
     "/jobs/{job_id}/audio",
     summary="The take's audio (HTTP range requests supported)",
+    description="Authenticate with the key, or with `token` from the job's `signed_audio_<fmt>` "
+    "link.",
     response_class=FileResponse,
     responses={
         200: {"content": {"audio/wav": {}, "audio/flac": {}}},
+        401: {"model": Problem},
         404: {"model": Problem},
         409: {"description": "The job has not succeeded.", "model": Problem},
     },
 )
 def job_audio(
     job_id: str,
-    principal: Tenant,
+    principal: TenantOrToken,
     service: ServiceDep,
     format: Annotated[str, Query(pattern="^(wav|flac)$")] = "wav",
 ) -> FileResponse:
@@ -240,3 +274,24 @@ def job_audio(
 )
 def job_manifest(job_id: str, principal: Tenant, service: ServiceDep) -> dict[str, Any]:
     return finished_job(service, principal.tenant, job_id)["manifest"] or {}
+
+
+@router.get(
+    "/jobs/{job_id}/spectrogram",
+    summary="The take's spectrogram (PNG, log frequency, dB)",
+    description="Authenticate with the key, or with `token` from the job's `signed_spectrogram` "
+    "link.",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {}}},
+        401: {"model": Problem},
+        404: {"model": Problem},
+        409: {"description": "The job has not succeeded.", "model": Problem},
+    },
+)
+def job_spectrogram(job_id: str, principal: TenantOrToken, service: ServiceDep) -> FileResponse:
+    row = finished_job(service, principal.tenant, job_id)
+    path = Path(row["folder"] or "") / "spectrogram.png" if row.get("folder") else None
+    if path is None or not path.is_file():
+        raise not_found("this take has no spectrogram")
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private"})

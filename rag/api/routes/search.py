@@ -13,11 +13,12 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from rag.api.auth import Principal, Tenant, TenantOrToken
 from rag.api.bodies import openapi_body, parse_body
 from rag.api.deps import ReadyService, Scope, catalogs_in_scope, check_item_id, not_found
 from rag.api.schemas import ItemOut, Problem, SearchBody, SearchHitOut, SearchResponse
 from rag.api.service import Service
-from rag.api.tenancy import TenantScope
+from rag.api.tenancy import TenantScope, scope_for
 from rag.catalogs import CatalogRoots
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -39,7 +40,9 @@ AUDIO_TYPES = {
     openapi_extra=openapi_body(SearchBody, "query", {"clip": "Example clip: find similar audio."}),
     responses={404: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}},
 )
-async def search_route(request: Request, scope: Scope, service: ReadyService) -> SearchResponse:
+async def search_route(
+    request: Request, principal: Tenant, scope: Scope, service: ReadyService
+) -> SearchResponse:
     folder = service.scratch_dir / uuid.uuid4().hex
     body, files = await parse_body(
         request,
@@ -50,13 +53,17 @@ async def search_route(request: Request, scope: Scope, service: ReadyService) ->
         max_file_bytes=service.settings.upload_max_file_bytes,
     )
     try:
-        return await run_in_threadpool(_search, service, scope, body, files.get("clip"))
+        return await run_in_threadpool(_search, service, scope, body, files.get("clip"), principal)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def _search(
-    service: Service, scope: TenantScope, body: SearchBody, clip: Path | None
+    service: Service,
+    scope: TenantScope,
+    body: SearchBody,
+    clip: Path | None,
+    principal: Principal | None = None,
 ) -> SearchResponse:
     from rag.search import SearchError, SearchRequest, search
 
@@ -96,9 +103,17 @@ def _search(
                 score=round(hit.score, 4),
                 scores=hit.scores,
                 payload=payload,
+                links=_links(service, principal, hit.id),
             )
         )
     return SearchResponse(hits=out)
+
+
+def _links(service: Service, principal: Principal | None, item_id: str) -> dict[str, str]:
+    path = f"/v1/items/{item_id}/audio"
+    if principal is None:
+        return {"audio": path}
+    return {"audio": path, "audio_signed": service.signer.url(principal.key_id, path)}
 
 
 def _view(service: Service, scope: TenantScope, store_names: list[str]):
@@ -124,7 +139,7 @@ def find_item(service: Service, scope: TenantScope, item_id: str) -> dict[str, A
     summary="One item's metadata: analysis, licence, caption",
     responses={404: {"model": Problem}},
 )
-def get_item(item_id: str, scope: Scope, service: ReadyService) -> ItemOut:
+def get_item(item_id: str, principal: Tenant, scope: Scope, service: ReadyService) -> ItemOut:
     payload = find_item(service, scope, item_id)
     public = scope.public_payload(payload)
     item_id = check_item_id(item_id)
@@ -134,6 +149,7 @@ def get_item(item_id: str, scope: Scope, service: ReadyService) -> ItemOut:
         kind=payload.get("kind"),
         payload=public,
         audio_url=f"/v1/items/{item_id}/audio",
+        links=_links(service, principal, item_id),
     )
 
 
@@ -141,15 +157,21 @@ def get_item(item_id: str, scope: Scope, service: ReadyService) -> ItemOut:
     "/items/{item_id}/audio",
     summary="Stream an item's audio (HTTP range requests supported)",
     description="Stems are served as stored; MIDI patterns as a WAV rendered through the "
-    "General MIDI SoundFont (cached).",
+    "General MIDI SoundFont (cached). Authenticate with the key, or with `token` from an item's "
+    "or hit's `audio_signed` link.",
     response_class=FileResponse,
     responses={
         200: {"content": {m: {} for m in {*AUDIO_TYPES.values()}}},
         206: {"description": "Partial content (Range request)."},
+        401: {"model": Problem},
         404: {"model": Problem},
     },
 )
-async def get_item_audio(item_id: str, scope: Scope, service: ReadyService) -> FileResponse:
+async def get_item_audio(
+    item_id: str, principal: TenantOrToken, service: ReadyService
+) -> FileResponse:
+    # Read per request, like every scope: a catalog revoked since the URL was signed is gone.
+    scope = scope_for(service.db, principal.tenant)
     payload = await run_in_threadpool(find_item, service, scope, item_id)
     path = await run_in_threadpool(_audio_file, service, scope, payload)
     media_type = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]

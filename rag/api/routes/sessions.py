@@ -3,12 +3,15 @@ generation settings, and the history of takes (each with its manifest), re-runna
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
+from rag.api.auth import Tenant
 from rag.api.db import now
 from rag.api.deps import (
     ReadyService,
@@ -19,8 +22,10 @@ from rag.api.deps import (
     not_found,
 )
 from rag.api.generation import make_spec
-from rag.api.routes.jobs import ACCEPTED, check_pins, enqueue, job_out
+from rag.api.routes.jobs import ACCEPTED, check_pins, enqueue, job_out, signer_for
 from rag.api.schemas import (
+    InpaintBody,
+    InpaintRange,
     JobOut,
     Problem,
     RerunBody,
@@ -196,23 +201,30 @@ def _session_generate(
     summary="The session's takes, oldest first, each with its settings and manifest",
     responses=NOT_FOUND,
 )
-def list_takes(session_id: str, scope: Scope, service: ServiceDep) -> TakeList:
+def list_takes(session_id: str, principal: Tenant, scope: Scope, service: ServiceDep) -> TakeList:
     _session(service, scope.tenant, session_id)
     rows = service.db.all(
         "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? ORDER BY created",
         session_id,
         scope.tenant,
     )
-    return TakeList(
-        takes=[
-            TakeOut(
-                job=job_out(r),
-                settings=(r["spec"] or {}).get("settings", {}),
-                parent_take=r["parent_take"],
-                manifest=r["manifest"],
-            )
-            for r in rows
-        ]
+    sign = signer_for(service, principal)
+    return TakeList(takes=[_take_out(r, sign) for r in rows])
+
+
+def _take_out(row: dict[str, Any], sign: Any) -> TakeOut:
+    settings = (row["spec"] or {}).get("settings", {})
+    inpaint = None
+    if (row["spec"] or {}).get("inpaint") and settings.get("inpaint_to_s") is not None:
+        inpaint = InpaintRange(
+            from_s=settings.get("inpaint_from_s") or 0.0, to_s=settings["inpaint_to_s"]
+        )
+    return TakeOut(
+        job=job_out(row, sign),
+        settings=settings,
+        parent_take=row["parent_take"],
+        inpaint=inpaint,
+        manifest=row["manifest"],
     )
 
 
@@ -234,6 +246,20 @@ async def rerun_take(
     return await run_in_threadpool(_rerun, service, scope, session_id, take_id, body, response)
 
 
+def _take_job(service: Service, tenant: str, session_id: str, take_id: str) -> dict[str, Any]:
+    # A take is named by its take id, or by its job id before it has one.
+    job = service.db.one(
+        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? AND (take_id = ? OR id = ?)",
+        session_id,
+        tenant,
+        take_id,
+        take_id,
+    )
+    if job is None:
+        raise not_found("no such take in this session")
+    return job
+
+
 def _rerun(
     service: Service,
     scope: TenantScope,
@@ -243,16 +269,7 @@ def _rerun(
     response: Response,
 ) -> JobOut:
     row = _session(service, scope.tenant, session_id)
-    # A take is named by its take id, or by its job id before it has one.
-    job = service.db.one(
-        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? AND (take_id = ? OR id = ?)",
-        session_id,
-        scope.tenant,
-        take_id,
-        take_id,
-    )
-    if job is None:
-        raise not_found("no such take in this session")
+    job = _take_job(service, scope.tenant, session_id, take_id)
     spec = dict(job["spec"])
     settings = dict(spec["settings"])
     settings.update(body.model_dump(exclude_none=True))
@@ -273,6 +290,84 @@ def _rerun(
         session_id=session_id,
         parent_take=job["take_id"] or job["id"],
     )
+
+
+@router.post(
+    "/{session_id}/takes/{take_id}/inpaint",
+    status_code=202,
+    response_model=JobOut,
+    summary="In-paint a range of a take: regenerate [from_s, to_s) of its audio, keep the rest",
+    description="Works on the take's stored audio (no upload). The new take joins the session's "
+    "history with this take as its parent; prompt defaults to the take's, pins always seed.",
+    responses={**ACCEPTED, 409: {"description": "The take has not finished.", "model": Problem}},
+)
+async def inpaint_take(
+    session_id: str,
+    take_id: str,
+    body: InpaintBody,
+    response: Response,
+    scope: Scope,
+    service: ReadyService,
+) -> JobOut:
+    return await run_in_threadpool(_inpaint, service, scope, session_id, take_id, body, response)
+
+
+def _inpaint(
+    service: Service,
+    scope: TenantScope,
+    session_id: str,
+    take_id: str,
+    body: InpaintBody,
+    response: Response,
+) -> JobOut:
+    row = _session(service, scope.tenant, session_id)
+    job = _take_job(service, scope.tenant, session_id, take_id)
+    if job["status"] != "succeeded":
+        raise HTTPException(409, detail=f"that take is {job['status']}; in-paint a finished one")
+    if body.to_s <= body.from_s:
+        raise HTTPException(422, detail="to_s: the range must end after it starts (from_s)")
+    audio = job.get("audio") or {}
+    source = next((Path(audio[f]) for f in ("wav", "flac") if f in audio), None)
+    if source is None or not source.is_file():
+        raise not_found("this take's audio is no longer on the server")
+    settings = dict((job["spec"] or {}).get("settings", {}))
+    settings.pop("duration_s", None)  # the take's length decides it
+    settings.update(
+        {
+            "inpaint_from_s": body.from_s,
+            "inpaint_to_s": body.to_s,
+            **body.model_dump(exclude_none=True, exclude={"from_s", "to_s"}),
+        }
+    )
+    if body.strength is None:
+        settings.pop("strength", None)  # in-painting's own default (1.0), not the parent's
+    store_names = _scope_names(scope, row)
+    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    # A copy of the take's audio, kept with the job's inputs: the new take can be re-run even
+    # if the parent's folder goes.
+    folder = service.inputs_dir / uuid.uuid4().hex
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = folder / f"inpaint-source{source.suffix}"
+    shutil.copyfile(source, clip)
+    spec = make_spec(
+        settings,
+        catalogs=store_names,
+        pinned=pinned,
+        like=Path(job["spec"]["like"]) if (job["spec"] or {}).get("like") else None,
+        inpaint=clip,
+    )
+    try:
+        return enqueue(
+            service,
+            scope.tenant,
+            spec,
+            response,
+            session_id=session_id,
+            parent_take=job["take_id"] or job["id"],
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
 
 
 def _json(value: Any) -> str:

@@ -1,6 +1,6 @@
 // audiorag sessions: search | session & pins | render & takes.
 import { api, auth, ApiError, setUnauthorizedHandler } from "./api.js";
-import { drawSpectrogram, drawWave, loadAudio, player } from "./audio.js";
+import { drawWave, loadAudio, player } from "./audio.js";
 
 const $ = (sel, root = document) => root.querySelector(sel);
 const $$ = (sel, root = document) => [...root.querySelectorAll(sel)];
@@ -73,14 +73,18 @@ setUnauthorizedHandler((message) => {
 
 async function signIn(key) {
   auth.key = key.trim();
+  const me = await api.get("/v1/me");
   const { catalogs } = await api.get("/v1/catalogs");
+  state.me = me;
   state.catalogs = catalogs;
   $("#signin").hidden = true;
   $("#app").hidden = false;
-  $("#whoami").textContent = auth.key.split(".")[0];
-  $("#whoami").title = "Signed in with this API key (kept in this tab only)";
+  $("#whoami-tenant").textContent = me.tenant;
+  $("#whoami").title = `Tenant ${me.tenant} · key ${me.key_id} (kept in this tab only) · ` +
+    `${me.catalogs.length} catalog${me.catalogs.length === 1 ? "" : "s"}: ${me.catalogs.map((c) => c.name).join(", ") || "none"}`;
   renderCatalogChecks();
   checkHealth();
+  loadFacets();
   await loadSessions();
   $("#q").focus();
 }
@@ -141,12 +145,17 @@ function meta(p) {
   };
 }
 
+/** An item's audio for the player: its signed URL (streams) and its authenticated path. */
+function itemAudio(id) {
+  return { src: state.items.get(id)?.links?.audio_signed, path: `/v1/items/${id}/audio` };
+}
+
 const fmtBpm = (b) => (b == null ? "—" : `${Math.round(b * 10) / 10}`);
 const fmtKey = (k) => k || "—";
 const short = (id) => (id || "").slice(0, 8);
 
 async function itemInfo(id) {
-  if (state.items.has(id)) return state.items.get(id);
+  if (state.items.has(id) && state.items.get(id).links) return state.items.get(id);
   const item = await api.get(`/v1/items/${id}`);
   state.items.set(id, item);
   return item;
@@ -175,6 +184,35 @@ function pumpWaves() {
 
 const KEYS = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 for (const mode of ["major", "minor"]) for (const k of KEYS) $("select[name=key]").append(h("option", { value: `${k} ${mode}` }, `${k} ${mode}`));
+
+const USE_NAMES = { "generation-seed": "generation seed" };
+
+/** Fill the filter inputs with what the caller's catalogs actually hold (GET /v1/facets). */
+async function loadFacets() {
+  let f;
+  try { f = await api.get("/v1/facets"); } catch (err) { if (!(err instanceof ApiError && err.status === 401)) console.warn("facets", err); return; }
+  const fill = (list, values) => list.replaceChildren(...values.map((v) => h("option", { value: v })));
+  fill($("#instruments"), f.instruments);
+  fill($("#genres"), f.genres);
+  const form = $("#search-form");
+  const keySel = form.elements.key;
+  const keep = keySel.value;
+  if (f.keys.length) {
+    keySel.replaceChildren(h("option", { value: "" }, "any"), ...f.keys.map((k) => h("option", { value: k }, k)));
+    keySel.value = f.keys.includes(keep) ? keep : "";
+  }
+  const useSel = form.elements.use;
+  const keepUse = useSel.value;
+  useSel.replaceChildren(h("option", { value: "" }, "search (all)"),
+    ...f.uses.filter((u) => u !== "search").map((u) => h("option", { value: u }, USE_NAMES[u] || u)));
+  useSel.value = f.uses.includes(keepUse) ? keepUse : "";
+  for (const radio of $$("input[name=kind]", form)) {
+    if (!radio.value) continue;
+    const present = f.kinds.includes(radio.value);
+    radio.disabled = !present;
+    radio.closest("label").title = present ? "" : `No ${radio.value} items in your catalogs`;
+  }
+}
 
 function searchBody() {
   const f = $("#search-form");
@@ -215,7 +253,7 @@ async function runSearch() {
       res = await api.post("/v1/search", body, { signal: searchAbort.signal });
     }
     state.results = res.hits;
-    for (const hit of res.hits) state.items.set(hit.id, { id: hit.id, catalog: hit.catalog, kind: hit.payload.kind, payload: hit.payload });
+    for (const hit of res.hits) state.items.set(hit.id, { id: hit.id, catalog: hit.catalog, kind: hit.payload.kind, payload: hit.payload, links: hit.links });
     renderResults();
     list.removeAttribute("aria-busy");
   } catch (err) {
@@ -305,7 +343,7 @@ async function togglePlay(id) {
   if (player.key === key) { player.stop(); return; }
   const canvas = $(`#results .result[data-id="${id}"] canvas`) || $(`#pins .pin-item[data-id="${id}"] canvas`);
   try {
-    await player.play(key, `/v1/items/${id}/audio`, canvas);
+    await player.play(key, itemAudio(id), canvas);
   } catch (err) { fail(err, "Preview failed"); }
 }
 
@@ -313,8 +351,8 @@ async function seekPlay(id, path, canvas, e) {
   const rect = canvas.getBoundingClientRect();
   const frac = (e.clientX - rect.left) / rect.width;
   try {
-    const a = await loadAudio(path);
-    await player.play(`item:${id}`, path, canvas, (a.buffer?.duration || 0) * frac);
+    const buffer = canvas._buffer || (await loadAudio(path)).buffer;
+    await player.play(`item:${id}`, itemAudio(id), canvas, (buffer?.duration || 0) * frac);
   } catch (err) { fail(err, "Preview failed"); }
 }
 
@@ -644,10 +682,6 @@ function poll(jobId) {
 
 // --- takes --------------------------------------------------------------------------------
 
-const EXTRA = (sid) => `audiorag.extra.${sid}`;
-function extraJobs(sid) { try { return JSON.parse(localStorage.getItem(EXTRA(sid)) || "[]"); } catch { return []; } }
-function addExtraJob(sid, rec) { localStorage.setItem(EXTRA(sid), JSON.stringify([...extraJobs(sid), rec])); }
-
 let takesLoading = null;
 async function loadTakes() {
   const s = state.session;
@@ -656,16 +690,8 @@ async function loadTakes() {
   takesLoading = (async () => {
     try {
       const { takes } = await api.get(`/v1/sessions/${s.id}/takes`);
-      // In-paint jobs run outside the session (the session routes take no audio upload).
-      const extra = await Promise.all(extraJobs(s.id).map(async (rec) => {
-        try {
-          const job = await api.get(`/v1/jobs/${rec.job}`);
-          const manifest = job.status === "succeeded" ? await api.get(job.links.manifest) : null;
-          return { job, settings: rec.settings, parent_take: rec.parent, manifest, inpaint: rec };
-        } catch { return null; }
-      }));
       if (state.session?.id !== s.id) return;
-      state.takes = [...takes, ...extra.filter(Boolean)].sort((a, b) => a.job.created - b.job.created);
+      state.takes = takes; // oldest first; in-paints are takes of the session like any other
       s.takes = takes.length;
       const count = $("#session-info [data-fact=takes]");
       if (count) count.textContent = String(takes.length);
@@ -707,7 +733,7 @@ function takeCard(t, n, open) {
   const head = h("div.take-head", {},
     h("span.take-n", {}, `#${n}`),
     h("span.take-id.mono", {}, takeTitle(t)),
-    t.inpaint && h("span.badge.inpaint", {}, `in-paint ${t.inpaint.from.toFixed(1)}–${t.inpaint.to.toFixed(1)} s`),
+    t.inpaint && h("span.badge.inpaint", { title: t.parent_take ? `in-paint of ${t.parent_take}` : "" }, `in-paint ${t.inpaint.from_s.toFixed(1)}–${t.inpaint.to_s.toFixed(1)} s`),
     t.parent_take && !t.inpaint && h("span.badge.parent", { title: `re-run of ${t.parent_take}` }, `↻ of …${t.parent_take.slice(-6)}`),
     h("span.spacer"),
     h(`span.status.${job.status}`, {}, job.status));
@@ -730,15 +756,27 @@ function takeCard(t, n, open) {
   const playBtn = h("button.play", { type: "button", "aria-label": `Play take ${n}`, dataset: { playKey: `take:${job.id}` }, onclick: () => playTake(job, wav, canvas) });
   const wave = h("div.wave-wrap.take-wave-wrap", {}, canvas);
   attachRangeSelect(wave, canvas, sel, job, wav);
-  const spec = h("canvas.spec", { role: "img", "aria-label": `Spectrogram of take ${n}` });
+  // The server's spectrogram.png and a streaming <audio>, both from signed URLs (no key needed
+  // by the elements); a URL that has expired is swapped for a fresh one from the job.
+  const spec = h("img.spec", { alt: `Spectrogram of take ${n}`, src: job.links.signed_spectrogram || "", decoding: "async" });
+  const audioEl = h("audio", { controls: true, preload: "metadata", "aria-label": `Take ${n} audio`, src: job.links.signed_audio_wav || job.links.signed_audio_flac || "" });
+  let refreshed = 0;
+  const refresh = async () => {
+    if (refreshed++ > 2) return;
+    try {
+      const fresh = await api.get(`/v1/jobs/${job.id}`);
+      Object.assign(job.links, fresh.links);
+      if (spec.naturalWidth === 0) spec.src = fresh.links.signed_spectrogram;
+      if (audioEl.error) audioEl.src = fresh.links.signed_audio_wav || fresh.links.signed_audio_flac;
+    } catch (err) { fail(err, "Could not refresh the take's links"); }
+  };
+  spec.addEventListener("error", refresh);
+  audioEl.addEventListener("error", refresh);
   card.append(h("div.take-audio", {}, playBtn, wave), sel);
-  loadAudio(wav).then((a) => {
+  loadAudio(wav).then((a) => { // decoded here for the waveform only
     canvas._buffer = a.buffer;
-    drawWave(canvas, a.buffer);
-    drawSpectrogram(spec, a.buffer);
-    audioEl.src = a.url;
+    drawWave(canvas, a.buffer, { selection: canvas._selection });
   }).catch((err) => fail(err, "Could not load the take's audio"));
-  const audioEl = h("audio", { controls: true, preload: "none", "aria-label": `Take ${n} audio` });
   const strength = h("input", { type: "range", min: "0", max: "1", step: "0.05", value: String(st.strength ?? 0.6), "aria-label": "New strength" });
   const strengthOut = h("output.mono", {}, Number(strength.value).toFixed(2));
   strength.addEventListener("input", () => { strengthOut.textContent = Number(strength.value).toFixed(2); });
@@ -761,10 +799,15 @@ function takeCard(t, n, open) {
   return card;
 }
 
+function takeAudio(job, path) {
+  const fmt = path.includes("format=flac") ? "flac" : "wav";
+  return { src: job.links[`signed_audio_${fmt}`], path };
+}
+
 async function playTake(job, path, canvas) {
   const key = `take:${job.id}`;
   if (player.key === key) { player.stop(); return; }
-  try { await player.play(key, path, canvas); } catch (err) { fail(err, "Playback failed"); }
+  try { await player.play(key, takeAudio(job, path), canvas); } catch (err) { fail(err, "Playback failed"); }
 }
 
 function attachRangeSelect(wrap, canvas, label, job, path) {
@@ -794,7 +837,7 @@ function attachRangeSelect(wrap, canvas, label, job, path) {
       canvas._selection = null;
       btn.disabled = true;
       label.textContent = "drag on the waveform to select a range";
-      player.play(`take:${job.id}`, path, canvas, dur * end).catch((err) => fail(err, "Playback failed"));
+      player.play(`take:${job.id}`, takeAudio(job, path), canvas, dur * end).catch((err) => fail(err, "Playback failed"));
     } else {
       const [a, b] = [Math.min(start, end), Math.max(start, end)];
       canvas._selection = [a, b];
@@ -818,26 +861,16 @@ async function inpaint(t, path, canvas) {
   const s = state.session;
   const [from, to] = canvas._range || [];
   if (from == null) return;
-  const st = t.settings || {};
-  const settings = {
-    prompt: form.elements.prompt.value.trim() || st.prompt,
-    inpaint_from_s: Math.round(from * 100) / 100,
-    inpaint_to_s: Math.round(to * 100) / 100,
+  const takeId = t.job.take_id || t.job.id;
+  const body = {
+    from_s: Math.round(from * 100) / 100,
+    to_s: Math.round(to * 100) / 100,
     seed: randomSeed(),
-    steps: st.steps, cfg: st.cfg, top_k: st.top_k,
-    catalogs: s.catalogs.length ? s.catalogs : undefined,
-    pinned: s.pins,
   };
-  const job = await submitJob(async () => {
-    const a = await loadAudio(path);
-    const f = new FormData();
-    f.append("request", JSON.stringify(settings));
-    f.append("inpaint", a.blob, "take.wav");
-    const created = await api.postForm("/v1/generate", f);
-    addExtraJob(s.id, { job: created.id, parent: t.job.take_id, from, to, settings });
-    return created;
-  }, "In-paint");
-  if (job) toast(`In-painting ${from.toFixed(2)}–${to.toFixed(2)} s of ${t.job.take_id}.`, "info", { timeout: 3000 });
+  const prompt = form.elements.prompt.value.trim();
+  if (prompt) body.prompt = prompt; // else the take's own prompt
+  const job = await submitJob(() => api.post(`/v1/sessions/${s.id}/takes/${takeId}/inpaint`, body), "In-paint");
+  if (job) toast(`In-painting ${body.from_s.toFixed(2)}–${body.to_s.toFixed(2)} s of ${takeId}.`, "info", { timeout: 3000 });
 }
 
 async function download(path, name) {
@@ -909,6 +942,80 @@ function updateTakeProgress(job) {
   }
   const st = $(".status", card);
   if (st && st.textContent !== job.status) { st.textContent = job.status; st.className = `status ${job.status}`; }
+}
+
+// --- trace a file (watermark) --------------------------------------------------------------
+
+const trace = $("#trace");
+$("#trace-btn").addEventListener("click", () => {
+  $("#trace-result").replaceChildren();
+  delete $("#trace-result").dataset.origin;
+  trace.showModal();
+  $("#trace-drop").focus();
+});
+const traceDrop = $("#trace-drop");
+traceDrop.addEventListener("click", () => $("#trace-file").click());
+traceDrop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#trace-file").click(); } });
+traceDrop.addEventListener("dragover", (e) => { e.preventDefault(); traceDrop.classList.add("over"); });
+traceDrop.addEventListener("dragleave", () => traceDrop.classList.remove("over"));
+traceDrop.addEventListener("drop", (e) => { e.preventDefault(); traceDrop.classList.remove("over"); traceFile(e.dataTransfer.files[0]); });
+$("#trace-file").addEventListener("change", (e) => { traceFile(e.target.files[0]); e.target.value = ""; });
+
+async function traceFile(file) {
+  if (!file) return;
+  const box = $("#trace-result");
+  box.dataset.state = "busy";
+  delete box.dataset.origin;
+  box.replaceChildren(h("p.muted", {}, `Reading the watermark of “${file.name}”…`));
+  $("#trace-label").textContent = file.name;
+  const f = new FormData();
+  f.append("file", file, file.name);
+  try {
+    const r = await api.postForm("/v1/watermark/detect", f);
+    box.dataset.state = "done";
+    box.dataset.origin = r.origin || "none";
+    box.replaceChildren(...traceView(r, file.name));
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return;
+    box.dataset.state = "error";
+    box.replaceChildren(h("div.trace-verdict", {}, h("span.dot"), "Could not check this file"), h("p", {}, err.message || String(err)));
+  }
+}
+
+function traceView(r, name) {
+  const verdict = {
+    yours: "Your take — marked by this deployment",
+    "this-deployment": "Marked by this deployment, not by you",
+    unknown: "Watermarked, but not in this deployment's records",
+  }[r.origin] || "No watermark found";
+  const out = [
+    h("div.trace-verdict", {}, h("span.dot"), verdict),
+    h("p.small", {}, r.message),
+    h("dl.facts", {},
+      h("dt", {}, "File"), h("dd", {}, name),
+      h("dt", {}, "Confidence"), h("dd.mono", {}, `${(r.confidence * 100).toFixed(1)} %`),
+      r.payload ? [h("dt", {}, "Payload"), h("dd.mono.trace-payload", {}, r.payload)] : null,
+      h("dt", {}, "Scheme"), h("dd.mono", {}, r.scheme)),
+  ];
+  const t = r.take;
+  if (t) {
+    out.push(h("dl.facts", {},
+      h("dt", {}, "Take"), h("dd.mono.trace-take", {}, t.take_id || short(t.job_id)),
+      h("dt", {}, "Prompt"), h("dd.trace-prompt", {}, t.prompt || "—"),
+      t.session_id ? [h("dt", {}, "Session"), h("dd", {}, state.sessions.find((x) => x.id === t.session_id)?.name || short(t.session_id))] : null,
+      h("dt", {}, "Created"), h("dd", {}, t.created_at || "—")));
+    out.push(t.seeds.length
+      ? h("table.seeds.trace-seeds", {},
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Seeding item"), h("th", { scope: "col" }, "Licence"))),
+        h("tbody", {}, ...t.seeds.map((sd) => h("tr", {},
+          h("td", {}, h("div", {}, (sd.path || sd.id || "").split("/").pop()), h("div.small.muted", {}, sd.catalog || "")),
+          h("td", {},
+            h("div", {}, sd.holder || "—"),
+            h("div.small.mono.muted", {}, sd.licence_id || ""),
+            h("div.uses", {}, ...sd.allowed_uses.map((u) => h("span.use", {}, u))))))))
+      : h("p.muted.small", {}, "No catalog items seeded this take."));
+  }
+  return out;
 }
 
 // --- start --------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-// Audio on the page: authenticated blobs, WebAudio decoding, waveform peaks, a log-frequency
-// spectrogram, and one shared player with a playhead.
+// Audio on the page: authenticated fetches decoded with WebAudio for waveform peaks, and one
+// shared player with a playhead. Playback itself streams from short-lived signed URLs (the API's
+// `links`), so the browser uses range requests instead of downloading whole files first.
 
 import { api } from "./api.js";
 
@@ -97,77 +98,6 @@ export function drawWave(canvas, buffer, { progress = 0, selection = null } = {}
   }
 }
 
-// --- spectrogram (the API has no route for the take's spectrogram.png: computed here) --------
-
-function fft(re, im) {
-  const n = re.length;
-  for (let i = 1, j = 0; i < n; i++) {
-    let bit = n >> 1;
-    for (; j & bit; bit >>= 1) j ^= bit;
-    j ^= bit;
-    if (i < j) { [re[i], re[j]] = [re[j], re[i]]; [im[i], im[j]] = [im[j], im[i]]; }
-  }
-  for (let len = 2; len <= n; len <<= 1) {
-    const ang = -2 * Math.PI / len, wr = Math.cos(ang), wi = Math.sin(ang);
-    for (let i = 0; i < n; i += len) {
-      let cr = 1, ci = 0;
-      for (let k = 0; k < len / 2; k++) {
-        const a = i + k, b = a + len / 2;
-        const xr = re[b] * cr - im[b] * ci, xi = re[b] * ci + im[b] * cr;
-        re[b] = re[a] - xr; im[b] = im[a] - xi; re[a] += xr; im[a] += xi;
-        const t = cr * wr - ci * wi; ci = cr * wi + ci * wr; cr = t;
-      }
-    }
-  }
-}
-
-// A perceptual dark→hot colour map (approximately "magma").
-const STOPS = [[0, 0, 4], [28, 16, 68], [79, 18, 123], [129, 37, 129], [181, 54, 122], [229, 80, 100], [251, 135, 97], [254, 194, 135], [252, 253, 191]];
-function colour(t) {
-  const x = Math.min(1, Math.max(0, t)) * (STOPS.length - 1);
-  const i = Math.min(STOPS.length - 2, Math.floor(x)), f = x - i;
-  const a = STOPS[i], b = STOPS[i + 1];
-  return [a[0] + (b[0] - a[0]) * f, a[1] + (b[1] - a[1]) * f, a[2] + (b[2] - a[2]) * f];
-}
-
-/** A log-frequency power spectrogram (dB, 80 dB range) of the mono mix onto a canvas. */
-export function drawSpectrogram(canvas, buffer) {
-  const w = canvas.width = 480, h = canvas.height = 120;
-  const g = canvas.getContext("2d");
-  if (!buffer) { g.fillStyle = "#000"; g.fillRect(0, 0, w, h); return; }
-  const N = 1024, sr = buffer.sampleRate;
-  const x = buffer.getChannelData(0);
-  const y = buffer.numberOfChannels > 1 ? buffer.getChannelData(1) : null;
-  const hop = Math.max(1, Math.floor((x.length - N) / w));
-  const win = new Float32Array(N).map((_, i) => 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / (N - 1)));
-  const fmin = 30, fmax = Math.min(sr / 2, 16000);
-  const rowBin = new Float32Array(h).map((_, r) => (fmin * Math.pow(fmax / fmin, 1 - r / (h - 1))) * N / sr);
-  const db = new Float32Array(w * h);
-  let top = -Infinity;
-  const re = new Float32Array(N), im = new Float32Array(N);
-  for (let c = 0; c < w; c++) {
-    const s = c * hop;
-    for (let i = 0; i < N; i++) {
-      const v = s + i < x.length ? (y ? (x[s + i] + y[s + i]) / 2 : x[s + i]) : 0;
-      re[i] = v * win[i]; im[i] = 0;
-    }
-    fft(re, im);
-    for (let r = 0; r < h; r++) {
-      const k = Math.min(N / 2 - 1, Math.max(1, Math.round(rowBin[r])));
-      const p = re[k] * re[k] + im[k] * im[k];
-      const d = 10 * Math.log10(p + 1e-12);
-      db[r * w + c] = d;
-      if (d > top) top = d;
-    }
-  }
-  const img = g.createImageData(w, h);
-  for (let i = 0; i < w * h; i++) {
-    const [r, gg, b] = colour((db[i] - (top - 80)) / 80);
-    img.data[4 * i] = r; img.data[4 * i + 1] = gg; img.data[4 * i + 2] = b; img.data[4 * i + 3] = 255;
-  }
-  g.putImageData(img, 0, 0);
-}
-
 // --- one shared player ---------------------------------------------------------------------
 
 const listeners = new Set();
@@ -179,7 +109,7 @@ export const player = {
     this.el = el;
     const tick = () => {
       if (current && current.canvas && !this.el.paused) {
-        const d = this.el.duration || current.buffer?.duration || 1;
+        const d = (Number.isFinite(this.el.duration) && this.el.duration) || current.buffer?.duration || 1;
         current.canvas._progress = this.el.currentTime / d;
         drawWave(current.canvas, current.buffer, { progress: current.canvas._progress, selection: current.canvas._selection });
       }
@@ -189,13 +119,38 @@ export const player = {
     el.addEventListener("ended", () => this.stop());
   },
   get key() { return current && !this.el.paused ? current.key : null; },
-  async play(key, path, canvas, at = 0) {
+  /**
+   * Play `src` (a signed URL: streams with range requests). `path` is the authenticated path of
+   * the same audio: its decoded waveform drives the playhead, and it is the fallback when the
+   * signed URL has expired.
+   */
+  async play(key, { src, path }, canvas, at = 0) {
     this.stop();
-    const audio = await loadAudio(path);
-    current = { key, canvas, buffer: audio.buffer };
-    this.el.src = audio.url;
-    this.el.currentTime = at;
-    try { await this.el.play(); } catch (err) { current = null; throw err; }
+    current = { key, canvas, buffer: canvas?._buffer || null };
+    const mine = current;
+    if (!current.buffer && path) {
+      loadAudio(path).then((a) => { if (current === mine) mine.buffer = a.buffer; }).catch(() => {});
+    }
+    const start = async (url) => {
+      this.el.src = url;
+      if (at) {
+        await new Promise((resolve) => {
+          if (this.el.readyState >= 1) resolve();
+          else { this.el.addEventListener("loadedmetadata", resolve, { once: true }); this.el.addEventListener("error", resolve, { once: true }); }
+        });
+        this.el.currentTime = at;
+      }
+      await this.el.play();
+    };
+    try {
+      try {
+        if (!src) throw new Error("no signed URL");
+        await start(src);
+      } catch (err) {
+        if (current !== mine || !path || err?.name === "AbortError") throw err;
+        await start((await loadAudio(path)).url); // e.g. the signed URL expired
+      }
+    } catch (err) { if (current === mine) current = null; throw err; }
     emit();
   },
   stop() {
