@@ -86,6 +86,7 @@ class StableAudio3:
         max_duration_s: float | None = None,
     ) -> None:
         self.pipe = pipe.to(device)
+        self._render_lock = threading.Lock()
         # The other two modes reuse the very same modules (no second copy of the weights).
         self.audio_to_audio = StableAudio3AudioToAudioPipeline(**self.pipe.components)
         self.inpaint = StableAudio3InpaintPipeline(**self.pipe.components)
@@ -202,7 +203,20 @@ class StableAudio3:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> RenderResult:
-        """Render text-to-audio, audio-to-audio (init + strength) or in-painting (init + range)."""
+        """Render text-to-audio, audio-to-audio (init + strength) or in-painting (init + range).
+
+        One render at a time per loaded model: the pipelines share one scheduler.
+        """
+        with self._render_lock:
+            return self._render(settings, init_audio, progress, cancel)
+
+    def _render(
+        self,
+        settings: RenderSettings,
+        init_audio: np.ndarray | None,
+        progress: ProgressFn | None,
+        cancel: threading.Event | None,
+    ) -> RenderResult:
         settings = self._checked(settings, init_audio)
         started = time.perf_counter()
         samples = round(settings.duration_s * self.sample_rate)

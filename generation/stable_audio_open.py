@@ -77,6 +77,7 @@ class StableAudioOpen:
         default_cfg: float = 7.0,
     ) -> None:
         self.pipe = pipe.to(device)
+        self._render_lock = threading.Lock()
         self.device = torch.device(device)
         self.id = model_id
         self.weights_sha256 = weights_sha256
@@ -181,8 +182,11 @@ class StableAudioOpen:
         progress: ProgressFn | None = None,
         cancel: threading.Event | None = None,
     ) -> RenderResult:
-        """Render text-to-audio, audio-to-audio (init + strength) or in-painting (init + range)."""
-        with warnings.catch_warnings():
+        """Render text-to-audio, audio-to-audio (init + strength) or in-painting (init + range).
+
+        One render at a time per loaded model: the scheduler holds per-render state.
+        """
+        with self._render_lock, warnings.catch_warnings():
             # torchsde's Brownian tree warns when the schedule ends at σ=0, below its σ_min: the
             # stock pipeline does the same; the noise it draws there is multiplied by zero.
             warnings.filterwarnings("ignore", message="Should have", category=UserWarning)
