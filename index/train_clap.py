@@ -3,7 +3,9 @@
 ``audiorag train clap --catalog data/demo --out runs/clap-demo`` runs :func:`train_clap`, which
 reads top to bottom:
 
-1. items      the catalog's stems and their ground-truth metadata (``licences.jsonl``);
+1. items      the catalogs' stems and their ground-truth metadata (``licences.jsonl``); several
+              catalogs (``--catalog A --catalog B``: say, one set of compositions rendered with
+              two SoundFonts) are pooled, so each family is heard in several timbres;
 2. tokenizer  a byte-level BPE trained on many sampled captions, saved RoBERTa-style;
 3. features   each stem decoded once to 48 kHz mono and cut into a few seeded *views* (a
               circular shift of the loop, then one of the 10 s windows ``ClapEmbedder`` would
@@ -11,7 +13,8 @@ reads top to bottom:
 4. model      transformers' ``ClapModel`` from a small config (HTSAT audio tower, RoBERTa text),
               whose text tower is first warmed up alone on caption–caption pairs;
 5. epochs     a seeded order; per item one cached view with cheap log-mel augmentation (gain, EQ
-              tilt, noise floor, one frequency and one time mask) and a fresh caption; symmetric
+              tilt, optionally a smooth random EQ curve and a short reverb tail, noise floor,
+              one frequency and one time mask) and a fresh caption; symmetric
               InfoNCE where items of the same instrument family and style are positives, not
               negatives, plus the warm-up's caption–caption loss; AdamW (text tower at 0.3x the
               rate), linear warmup, cosine decay;
@@ -77,6 +80,9 @@ TEXT_WARMUP_BATCH = 64
 TEXT_SCALE = 10.0  # fixed temperature of the text warm-up; CLAP's learned ones are the joint loss's
 TEXT_LR_SCALE = 0.3  # of the audio tower's rate, once warmed up
 TEXT_AUX_WEIGHT = 1.0  # of the caption–caption loss kept on beside the audio–caption one
+EQ_DB = 9.0  # the random EQ curve's largest gain or cut per control point
+EQ_POINTS = 6  # control points of the random EQ curve across the mel bins
+REVERB_DELAYS = (1, 2, 4, 8, 16, 32)  # frames (10 ms) of the reverb tail's delayed copies
 
 # Short captions teach the text tower that "bass" alone, or "techno drums", mean the same as the
 # long captions that mention them; search queries are mostly this short.
@@ -209,11 +215,13 @@ def build_features(
     views: int,
     seed: int,
     console: Console | None,
+    part: int = 0,
 ) -> torch.Tensor:
     """Log-mel features of every item's views, shape (items, views, frames, mels), float16.
 
     Computed once: the STFTs cost more than a training step of the small model. float16 halves
     the memory (480 items x 4 views is ~250 MB) and is exact to ~0.03 dB at these levels.
+    ``part`` (the catalog's place in a multi-catalog run) gives each catalog its own views.
     """
     frames = extractor.nb_max_samples // extractor.hop_length + 1
     features = torch.empty((len(items), views, frames, extractor.feature_size), dtype=torch.float16)
@@ -221,7 +229,8 @@ def build_features(
         for index, item in enumerate(items):
             audio = decode_audio(Path(catalog) / item.path)
             clip = resample(audio.mono(), audio.sr, SAMPLE_RATE)
-            rng = np.random.default_rng([seed, 2, index])  # per item: independent of order
+            # per item: independent of order; the first catalog's views as in a one-catalog run
+            rng = np.random.default_rng([seed, 2, index] if part == 0 else [seed, 2, index, part])
             mel = log_mel_features(view_windows(clip, views, rng), extractor)
             features[index] = mel[:, 0].to(torch.float16)
             advance()
@@ -237,35 +246,49 @@ def cached_features(
     seed: int,
     folder: Path,
     console: Console | None,
+    part: int = 0,
 ) -> torch.Tensor:
-    """:func:`build_features`, kept in ``folder``: a resumed or repeated run on the same stems
-    skips minutes of decoding."""
-    path = folder / FEATURES_FILE
+    """:func:`build_features`, kept in ``folder`` (one file per catalog): a resumed or repeated
+    run on the same stems skips minutes of decoding."""
+    path = folder / features_file(part)
     key = {
         "catalog": str(Path(catalog).resolve()),
         "stems": [(item.path, (Path(catalog) / item.path).stat().st_size) for item in items],
         "views": views,
         "seed": seed,
     }
+    if part:
+        key["part"] = part
     if path.is_file():
         cached = torch.load(path, map_location="cpu", weights_only=True)
         if cached["key"] == key:
             return cached["features"]
-    features = build_features(items, catalog, extractor, views=views, seed=seed, console=console)
+    features = build_features(
+        items, catalog, extractor, views=views, seed=seed, console=console, part=part
+    )
     folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / (FEATURES_FILE + ".partial")
+    partial = path.with_name(path.name + ".partial")
     torch.save({"key": key, "features": features}, partial)
     os.replace(partial, path)
     return features
 
 
-def augment(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def features_file(part: int) -> str:
+    """The feature cache of a run's ``part``-th catalog: ``features.pt``, ``features-1.pt``, …"""
+    return FEATURES_FILE if part == 0 else f"{Path(FEATURES_FILE).stem}-{part}.pt"
+
+
+def augment(
+    features: torch.Tensor, generator: torch.Generator, *, timbre: bool = False
+) -> torch.Tensor:
     """Cheap, label-preserving changes to a batch of log-mel features (batch, 1, frames, mels).
 
-    A gain and a spectral tilt (another mix, another EQ, another synth), a noise floor (another
-    recording chain), then one frequency band and one stretch of time silenced (SpecAugment), so
-    the model cannot lean on any one band or moment. Repeat-pad silence stays silent, as it is at
-    inference.
+    A gain and a spectral tilt (another mix, another EQ, another synth), with ``timbre`` also a
+    smooth random EQ curve and a short reverb tail (another SoundFont's samples and room), a
+    noise floor (another recording chain), then one frequency band and one stretch of time
+    silenced (SpecAugment), so the model cannot lean on any one band or moment. Repeat-pad
+    silence stays silent, as it is at inference. Without ``timbre`` the draws are exactly those
+    the bundled model was trained with.
     """
     batch, _, frames, mels = features.shape
 
@@ -274,7 +297,14 @@ def augment(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
     silent = features <= SILENCE_DB + 1.0
     tilt = uniform(-6.0, 6.0, batch, 1, 1, 1) * torch.linspace(-0.5, 0.5, mels)
-    x = features + uniform(-10.0, 10.0, batch, 1, 1, 1) + tilt
+    # Per-band gains: EQ_POINTS random levels (up to ±EQ_DB) interpolated over the mel bins.
+    curve: torch.Tensor | float = 0.0
+    if timbre:
+        points = uniform(-EQ_DB, EQ_DB, batch, 1, EQ_POINTS) * uniform(0.0, 1.0, batch, 1, 1)
+        curve = F.interpolate(points, size=mels, mode="linear", align_corners=True)[:, :, None]
+    x = features + uniform(-10.0, 10.0, batch, 1, 1, 1) + tilt + curve
+    if timbre:
+        x = reverb_tail(x, uniform(0.0, 1.0, batch), uniform(0.0, 1.0, batch))
     peak = x.amax(dim=(1, 2, 3), keepdim=True)
     floor = peak - uniform(35.0, 70.0, batch, 1, 1, 1)
     to_nepers = math.log(10.0) / 10.0  # dB sums as log-sum-exp in natural-log units
@@ -290,6 +320,22 @@ def augment(features: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     span_mask = (frame_index >= span_start[:, None]) & (frame_index < (span_start + span)[:, None])
     masked = band_mask[:, None, None, :] | span_mask[:, None, :, None]
     return x.masked_fill(masked, SILENCE_DB)
+
+
+def reverb_tail(x: torch.Tensor, decay: torch.Tensor, wet: torch.Tensor) -> torch.Tensor:
+    """A cheap room on log-mel frames (dB): delayed copies of the signal, each quieter by a
+    decay rate of 0.4–2 dB per 10 ms frame (RT60 about 0.3–1.5 s), summed in power at a wet
+    level of -24 to -6 dB. ``decay`` and ``wet`` are per-item draws in [0, 1); half the items
+    stay dry."""
+    rate = (0.4 + 1.6 * decay)[:, None, None, None]
+    level = (-24.0 + 18.0 * wet)[:, None, None, None]
+    level = torch.where(wet[:, None, None, None] < 0.5, torch.full_like(level, -200.0), level)
+    to_nepers = math.log(10.0) / 10.0
+    copies = [x]
+    for delay in REVERB_DELAYS:
+        shifted = F.pad(x[:, :, :-delay], (0, 0, delay, 0), value=SILENCE_DB)
+        copies.append(shifted + level - rate * delay)
+    return torch.logsumexp(torch.stack(copies) * to_nepers, dim=0) / to_nepers
 
 
 # --- 4. model -----------------------------------------------------------------------------------
@@ -466,6 +512,7 @@ def run_epoch(
     epoch: int,
     device: str,
     on_step: Callable[[float], None],
+    timbre_augment: bool = False,
 ) -> float:
     """One pass over the items in a seeded order; returns the mean loss."""
     rng = np.random.default_rng([seed, 3, epoch])
@@ -478,7 +525,9 @@ def run_epoch(
     # Drop the ragged last batch: a batch of one has no negatives and breaks batch norm.
     for start in range(0, len(items) - batch_size + 1, batch_size):
         rows = torch.from_numpy(order[start : start + batch_size])
-        mel = augment(features[rows, view[rows]].float().unsqueeze(1), generator)
+        mel = augment(
+            features[rows, view[rows]].float().unsqueeze(1), generator, timbre=timbre_augment
+        )
         metas = [items[i].meta for i in rows.tolist()]
         batch_groups = groups[rows].to(device)
         audio = embed_audio(model, mel.to(device))
@@ -536,7 +585,7 @@ def load_checkpoint(folder: Path, hparams: dict[str, Any]) -> dict[str, Any] | N
 
 
 def train_clap(
-    catalog: Path,
+    catalog: Path | Sequence[Path],
     out: Path,
     *,
     epochs: int = 120,
@@ -549,33 +598,44 @@ def train_clap(
     resume: bool = True,
     progress: bool = True,
     config: Callable[[int], ClapConfig] = small_clap_config,
+    timbre_augment: bool = False,
 ) -> TrainSummary:
     """Train a CLAP on ``catalog``'s stems and captions; save it as a model folder in ``out``.
 
-    ``config`` maps the tokenizer's vocabulary size to the model config (tests pass a tinier
-    one). With ``resume``, a checkpoint in ``out/checkpoint`` from a run with the same settings
-    is picked up after its last finished epoch.
+    ``catalog`` is one catalog folder or several, whose stems are pooled (say, the same
+    compositions rendered with different SoundFonts). ``config`` maps the tokenizer's
+    vocabulary size to the model config (tests pass a tinier one). With ``resume``, a checkpoint
+    in ``out/checkpoint`` from a run with the same settings is picked up after its last finished
+    epoch. ``timbre_augment`` adds :func:`augment`'s random EQ curve and reverb tail.
     """
     started = time.perf_counter()
-    out, catalog = Path(out), Path(catalog)
+    out, catalogs = Path(out), catalog_list(catalog)
     out.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True) if progress else None
+    resolved = [str(path.resolve()) for path in catalogs]
     hparams = {
-        "catalog": str(catalog.resolve()), "epochs": epochs, "batch_size": batch_size, "lr": lr,
-        "seed": seed, "views": views, "text_warmup_steps": text_warmup_steps,
-        "config": config.__name__,
+        "catalog": resolved[0] if len(resolved) == 1 else resolved, "epochs": epochs,
+        "batch_size": batch_size, "lr": lr, "seed": seed, "views": views,
+        "text_warmup_steps": text_warmup_steps, "config": config.__name__,
     }  # fmt: skip
+    if timbre_augment:  # only when on: checkpoints of runs without it still resume
+        hparams["timbre_augment"] = True
 
     checkpoint = out / CHECKPOINT_DIR
     # Read first, so a run with other settings fails before minutes of feature extraction.
     state = load_checkpoint(checkpoint, hparams) if resume else None
-    items = load_items(catalog)
+    parts = [load_items(path) for path in catalogs]
+    items = [item for part in parts for item in part]
     batch_size = min(batch_size, len(items))
     tokenizer = build_tokenizer(items, out, seed)
     extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
-    features = cached_features(
-        items, catalog, extractor, views=views, seed=seed, folder=checkpoint, console=console
-    )
+    features = torch.cat([
+        cached_features(
+            part_items, path, extractor, views=views, seed=seed, folder=checkpoint,
+            console=console, part=part,
+        )
+        for part, (path, part_items) in enumerate(zip(catalogs, parts, strict=True))
+    ])  # fmt: skip
     group_names = sorted({item.group for item in items})
     groups = torch.tensor([group_names.index(item.group) for item in items])
 
@@ -613,6 +673,7 @@ def train_clap(
             loss = run_epoch(
                 model, optimizer, scheduler, tokenizer, items, features, groups,
                 batch_size=batch_size, seed=seed, epoch=epoch, device=device,
+                timbre_augment=timbre_augment,
                 on_step=lambda value: advance(f"loss {value:.3f}"),
             )  # fmt: skip
         epoch_losses.append(loss)
@@ -640,6 +701,19 @@ def train_clap(
     )
     (checkpoint / "summary.json").write_text(json.dumps(summary.to_json(), indent=2))
     return summary
+
+
+def catalog_list(catalog: Path | str | Sequence[Path | str]) -> list[Path]:
+    """One catalog folder or several as a list of paths; refuses none or one listed twice."""
+    catalogs = (
+        [Path(catalog)] if isinstance(catalog, str | os.PathLike) else [Path(c) for c in catalog]
+    )
+    if not catalogs:
+        raise ValueError("no catalog to train on")
+    resolved = [path.resolve() for path in catalogs]
+    if len(set(resolved)) != len(resolved):
+        raise ValueError(f"a catalog is listed twice: {[str(path) for path in catalogs]}")
+    return catalogs
 
 
 def save_model(

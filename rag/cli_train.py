@@ -17,7 +17,12 @@ console = Console(stderr=True)
 @train_app.command("clap")
 def train_clap_command(
     catalog: Annotated[
-        Path, typer.Option(exists=True, file_okay=False, help="Demo catalog to train on.")
+        list[Path],
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Demo catalog to train on; repeat to pool several (e.g. other SoundFonts).",
+        ),
     ],
     out: Annotated[
         Path, typer.Option(help="Model folder to write (checkpoints in out/checkpoint).")
@@ -30,12 +35,15 @@ def train_clap_command(
     resume: Annotated[
         bool, typer.Option(help="Continue from out/checkpoint when it holds this run's state.")
     ] = True,
+    timbre_augment: Annotated[
+        bool, typer.Option(help="Also a random EQ curve and a short reverb per example.")
+    ] = False,
 ) -> None:
     """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder."""
     from index.train_clap import train_clap
 
     summary = train_clap(
-        catalog,
+        catalog[0] if len(catalog) == 1 else catalog,
         out,
         epochs=epochs,
         batch_size=batch_size,
@@ -43,6 +51,7 @@ def train_clap_command(
         seed=seed,
         device=device,
         resume=resume,
+        timbre_augment=timbre_augment,
     )
     console.print(
         f"[green]trained on {summary.items} stems for {summary.epochs} epochs "
@@ -82,3 +91,79 @@ def eval_retrieval_command(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print(f"results written to {target}")
+
+
+@train_app.command("generator")
+def train_generator_command(
+    catalog: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Demo catalog to train on.")
+    ],
+    out: Annotated[
+        Path, typer.Option(help="Pipeline folder to write (checkpoints in out/checkpoint).")
+    ],
+    stage: Annotated[
+        str, typer.Option(help="vae, dit (needs a finished vae stage) or all.")
+    ] = "all",
+    vae_steps: Annotated[int, typer.Option(min=1, help="Autoencoder steps (LR schedule).")] = 4000,
+    dit_steps: Annotated[int, typer.Option(min=1, help="DiT steps (LR schedule).")] = 6000,
+    minutes: Annotated[
+        float | None, typer.Option(min=0.0, help="Wall-time cap per stage; ends it early.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Same seed, data and steps → same weights.")] = 0,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, …")] = "cpu",
+    resume: Annotated[
+        bool, typer.Option(help="Continue from out/checkpoint when it holds this run's state.")
+    ] = True,
+) -> None:
+    """Train a small Stable Audio Open–style generator; saves a StableAudioPipeline folder."""
+    from generation.train_generator import train_generator
+
+    summary = train_generator(
+        catalog, out, stage=stage, vae_steps=vae_steps, dit_steps=dit_steps, minutes=minutes,
+        seed=seed, device=device, resume=resume,
+    )  # fmt: skip
+    console.print(
+        f"[green]{summary.items} stems; autoencoder {summary.vae_steps} steps, DiT "
+        f"{summary.dit_steps} steps; latent scale {summary.latent_scale:.3f}"
+    )
+    if summary.size_bytes:
+        console.print(f"[green]{summary.size_bytes / 2**20:.1f} MiB pipeline in {out}")
+        console.print(f"use it: AUDIORAG_GENERATOR_MODEL={out}")
+
+
+@eval_app.command("generator")
+def eval_generator_command(
+    catalog: Annotated[
+        Path, typer.Option(exists=True, file_okay=False, help="Held-out demo catalog.")
+    ],
+    model: Annotated[
+        Path | None, typer.Option(help="Pipeline folder (default: the bundled generator).")
+    ] = None,
+    clap: Annotated[
+        Path | None, typer.Option(help="CLAP folder (default: the bundled CLAP).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="JSON results file.")] = None,
+    requests: Annotated[int, typer.Option(min=1, help="Text-to-audio and seeded renders.")] = 18,
+    sweep_requests: Annotated[int, typer.Option(min=1, help="Requests in the sweep.")] = 9,
+    autoencoder_stems: Annotated[int, typer.Option(min=1, help="Round-trip stems.")] = 45,
+    duration: Annotated[float, typer.Option(min=0.5, help="Seconds per render.")] = 8.0,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """Measure the generator: autoencoder round trip, text-to-audio, retrieval-seeded renders."""
+    from generation.eval_generator import (
+        BUNDLED_CLAP,
+        BUNDLED_GENERATOR,
+        evaluate_generator,
+        markdown_table,
+    )
+
+    result = evaluate_generator(
+        catalog, model or BUNDLED_GENERATOR, clap or BUNDLED_CLAP, requests=requests,
+        sweep_requests=sweep_requests, autoencoder_stems=autoencoder_stems, duration_s=duration,
+        seed=seed,
+    )  # fmt: skip
+    typer.echo(markdown_table(result))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        console.print(f"results written to {out}")

@@ -156,3 +156,37 @@ def test_items_views_captions_and_augmentation(small_catalog):
     assert torch.all(out[:, :, 900:] == -100.0)
     again = augment(features, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def test_several_catalogs_are_pooled(small_catalog, tmp_path):
+    import shutil
+
+    from index.train_clap import catalog_list
+
+    other = tmp_path / "other-soundfont"  # stands in for the same compositions, other timbres
+    shutil.copytree(small_catalog, other)
+    summary = _train([small_catalog, other], tmp_path / "pooled", epochs=2)
+    assert summary.items == 2 * COUNT and summary.steps == 2 * (2 * COUNT // 4)
+    checkpoint = tmp_path / "pooled" / "checkpoint"
+    assert (checkpoint / "features.pt").is_file() and (checkpoint / "features-1.pt").is_file()
+    assert (tmp_path / "pooled" / "model.safetensors").is_file()
+
+    again = _train([small_catalog, other], tmp_path / "pooled-again", epochs=2)
+    assert again.epoch_losses == summary.epoch_losses
+    assert _same(_weights(tmp_path / "pooled"), _weights(tmp_path / "pooled-again"))
+
+    assert catalog_list(small_catalog) == catalog_list([small_catalog])
+    with pytest.raises(ValueError, match="twice"):
+        catalog_list([small_catalog, small_catalog])
+    with pytest.raises(ValueError, match="no catalog"):
+        catalog_list([])
+
+
+def test_timbre_augmentation_keeps_silence_and_is_seeded():
+    features = torch.full((2, 1, 1001, 64), 20.0)
+    features[:, :, 900:] = -100.0
+    plain = augment(features, torch.Generator().manual_seed(0))
+    coloured = augment(features, torch.Generator().manual_seed(0), timbre=True)
+    assert coloured.shape == features.shape and not torch.equal(coloured, plain)
+    assert torch.all(coloured[:, :, 900:] == -100.0)
+    assert torch.equal(coloured, augment(features, torch.Generator().manual_seed(0), timbre=True))
