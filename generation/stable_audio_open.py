@@ -5,9 +5,10 @@ encoding the prompt and the timing conditioning — and run our own denoising lo
 ``initial_audio_waveforms`` is added to noise already scaled to σ_max (≈500) and has almost no
 effect. Ours:
 
-- **audio-to-audio**: the init audio is encoded by the VAE, noised to the schedule's σ at index
-  ``steps - round(steps * strength)`` and only the remaining steps run, so cost falls with
-  strength; strength 0 returns the VAE round trip, strength 1 is plain text-to-audio.
+- **audio-to-audio**: the init audio is encoded by the VAE and noised to σ = tan(strength·π/2)
+  (the training objective's time t = strength: 0.5 is equal parts init and noise), and
+  ``round(steps · strength)`` steps run from there, so cost falls with strength; strength 0
+  returns the VAE round trip, strength 1 is plain text-to-audio.
 - **in-painting** (RePaint-style, without its resampling jumps): at every step the kept frames
   are replaced by the init latents re-noised to the current σ, so the model only invents the
   masked range but sees the rest; the kept range of the output is then the original audio,
@@ -208,30 +209,25 @@ class StableAudioOpen:
         samples = round(duration * self.sample_rate)
         use_cfg = settings.cfg > 1.0
         cond = self._conditioning(settings.prompt, settings.negative_prompt, duration, use_cfg)
-        scheduler = self.pipe.scheduler
-        scheduler.set_timesteps(settings.steps, device=self.device)
-        timesteps = scheduler.timesteps
         shape = (1, self.pipe.transformer.config.in_channels, frames)
         noise = randn_tensor(shape, generator=generator, device=self.device, dtype=self.dtype)
 
         known = None
-        start = 0
-        if init_audio is not None and (settings.strength < 1.0 or settings.inpaint_range_s):
+        seeded = init_audio is not None and (settings.strength < 1.0 or settings.inpaint_range_s)
+        if seeded:
             t0 = time.perf_counter()
             known = self.encode(init_audio, frames)
             self._sync()
             timings["encode_s"] = time.perf_counter() - t0
-            start = settings.steps - round(settings.steps * settings.strength)
-        start_sigma = float(scheduler.sigmas[min(start, len(timesteps))])
-        if start >= len(timesteps):  # strength 0: nothing to denoise, the VAE round trip
-            return self._finish(
-                known, samples, 0, timings, started, settings, init_audio, start_sigma
-            )
+        scheduler, start_sigma = self._schedule(settings, seeded)
+        if scheduler is None:  # strength 0: nothing to denoise, the VAE round trip
+            return self._finish(known, samples, 0, timings, started, settings, init_audio, 0.0)
+        timesteps = scheduler.timesteps
         # Always name the first index: otherwise the scheduler finds it with .nonzero().item(),
-        # a host sync (same index: the schedule's timesteps are distinct).
-        scheduler.set_begin_index(start)
-        if start > 0:
-            latents = scheduler.add_noise(known, noise, timesteps[start : start + 1])
+        # a host sync.
+        scheduler.set_begin_index(0)
+        if seeded and settings.strength < 1.0:
+            latents = scheduler.add_noise(known, noise, timesteps[:1])  # init + σ_start · noise
         else:
             latents = noise * scheduler.init_noise_sigma
         # Rotary positions depend only on the length: computed once per length, on the device.
@@ -239,17 +235,17 @@ class StableAudioOpen:
 
         keep = self._keep_mask(settings, frames) if settings.inpaint_range_s else None
         t0 = time.perf_counter()
-        run = timesteps[start:]
+        run = timesteps
         for i, t in enumerate(run):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"cancelled after {i} of {len(run)} steps")
             if keep is not None:  # RePaint: the kept frames, re-noised to this step's σ
-                sigma = scheduler.sigmas[start + i]
+                sigma = scheduler.sigmas[i]
                 fresh = randn_tensor(
                     shape, generator=generator, device=self.device, dtype=self.dtype
                 )
                 latents = torch.where(keep, known + fresh * sigma, latents)
-            latents = self._step(latents, t, cond, settings.cfg, generator)
+            latents = self._step(scheduler, latents, t, cond, settings.cfg, generator)
             if progress is not None:
                 progress(i + 1, len(run))
         self._sync()  # once, after the loop: the timing covers the GPU's work
@@ -259,6 +255,38 @@ class StableAudioOpen:
         return self._finish(
             latents, samples, len(run), timings, started, settings, init_audio, start_sigma
         )
+
+    def _schedule(
+        self, settings: RenderSettings, seeded: bool
+    ) -> tuple[CosineDPMSolverMultistepScheduler | None, float]:
+        """A fresh scheduler for this render and the σ it starts at (None: nothing to denoise).
+
+        Text-to-audio (and in-painting at strength 1) runs the model's full schedule. A seeded
+        render starts at σ = tan(strength·π/2) — the noise level where the training objective's
+        time is t = strength (α = cos, σ = sin), so 0.5 means equal parts init and noise — and
+        runs ``round(steps · strength)`` steps spaced like the full schedule from there: the
+        cost falls with strength, 0 keeps the init (VAE round trip), 1 ignores it.
+        """
+        config = self.pipe.scheduler.config
+        if not seeded or settings.strength >= 1.0:
+            scheduler = CosineDPMSolverMultistepScheduler.from_config(config)
+            scheduler.set_timesteps(settings.steps, device=self.device)
+            return scheduler, float(config.sigma_max)
+        steps = round(settings.steps * settings.strength)
+        sigma = min(float(config.sigma_max), math.tan(settings.strength * math.pi / 2))
+        if steps == 0 or sigma <= 0.0:
+            return None, 0.0
+        scheduler = CosineDPMSolverMultistepScheduler.from_config(config)
+        scheduler.set_timesteps(steps, device=self.device)
+        # The same exponential spacing as the full schedule, from σ_start down to σ_min (or
+        # below it for very low strengths), then 0. Set directly: the scheduler's own spacing
+        # puts a single step at σ_min, and narrowing its config shrinks the Brownian tree's
+        # range until torchsde recurses.
+        end = min(float(config.sigma_min), sigma * 0.5)
+        sigmas = torch.exp(torch.linspace(math.log(sigma), math.log(end), steps))
+        scheduler.timesteps = scheduler.precondition_noise(sigmas).to(self.device)
+        scheduler.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)]).to(self.device)
+        return scheduler, sigma
 
     def _checked(self, settings: RenderSettings, init_audio: np.ndarray | None) -> RenderSettings:
         if settings.inpaint_range_s is not None:
@@ -301,6 +329,7 @@ class StableAudioOpen:
 
     def _step(
         self,
+        scheduler: CosineDPMSolverMultistepScheduler,
         latents: torch.Tensor,
         t: torch.Tensor,
         cond: dict[str, torch.Tensor],
@@ -308,10 +337,9 @@ class StableAudioOpen:
         generator: torch.Generator,
     ) -> torch.Tensor:
         """One denoiser call (the CFG pair batched together) and one scheduler step."""
-        pipe = self.pipe
         use_cfg = cfg > 1.0
         model_input = torch.cat([latents] * 2) if use_cfg else latents
-        model_input = pipe.scheduler.scale_model_input(model_input, t)
+        model_input = scheduler.scale_model_input(model_input, t)
         rotary = cond.get("rotary")
         if rotary is None:
             rotary = self._rotary(latents.shape[2] + cond["global"].shape[1])
@@ -321,7 +349,7 @@ class StableAudioOpen:
         if use_cfg:
             uncond, text = prediction.chunk(2)
             prediction = uncond + cfg * (text - uncond)
-        return pipe.scheduler.step(prediction, t, latents, generator=generator).prev_sample
+        return scheduler.step(prediction, t, latents, generator=generator).prev_sample
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
