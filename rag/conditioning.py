@@ -71,6 +71,34 @@ def assign_weights(seeds: Sequence[Seed]) -> None:
         seed.weight = round(score / total, 6)
 
 
+def pick_by_role(candidates: Sequence[Seed], k: int) -> list[Seed]:
+    """The best ``k`` candidates with at most half of them (rounded up) from one role.
+
+    Candidates come best first. The init audio layers one seed per instrument family, so k
+    drum loops would seed a drums-only take; the cap keeps the next-best other roles in, and
+    any slots still free are filled in rank order. The result keeps the ranking.
+
+    >>> seeds = [Seed(f"d{i}", {"instrument": "drums"}, 1 - i / 10) for i in range(4)]
+    >>> seeds.insert(3, Seed("b", {"instrument": "bass"}, 0.65))
+    >>> [s.id for s in pick_by_role(seeds, 3)]
+    ['d0', 'd1', 'b']
+    >>> [s.id for s in pick_by_role(seeds, 4)]
+    ['d0', 'd1', 'd2', 'b']
+    """
+    cap = max(1, (k + 1) // 2)
+    per_role: dict[str, int] = defaultdict(int)
+    chosen: list[Seed] = []
+    for seed in candidates:
+        if len(chosen) < k and per_role[seed.family] < cap:
+            chosen.append(seed)
+            per_role[seed.family] += 1
+    for seed in candidates:
+        if len(chosen) < k and seed not in chosen:
+            chosen.append(seed)
+    rank = {id(seed): n for n, seed in enumerate(candidates)}
+    return sorted(chosen, key=lambda s: rank[id(s)])
+
+
 # -- targets ---------------------------------------------------------------------------------
 
 

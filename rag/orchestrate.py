@@ -40,6 +40,7 @@ from rag.conditioning import (
     consensus_bpm,
     consensus_key,
     enrich_prompt,
+    pick_by_role,
 )
 from rag.errors import GenerationError
 from rag.guardrails import BlockedPrompt, Guardrails
@@ -58,6 +59,9 @@ __all__ = [
 SEED_USE = "generation-seed"  # the only licence use that lets an item seed a take
 DEFAULT_STRENGTH = 0.6  # audio-to-audio: enough noise to re-imagine, enough init to keep style
 MAX_TOP_K = 16
+# Seeds are picked from this many times top-k hits, so one role cannot fill every slot while
+# the next-best items of other roles (which the init audio layers) are just below.
+DIVERSITY_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -270,19 +274,20 @@ class Orchestrator:
                 instrument=request.instrument,
                 genre=request.genre,
                 uses=(SEED_USE,),
-                limit=request.top_k + len(seeds),
+                limit=(request.top_k + len(seeds)) * DIVERSITY_DEPTH,
             )
             try:
                 hits = search(self.store, self.embedder, query)
             except SearchError as err:
                 raise GenerationError(str(err)) from err
             taken = {s.id for s in seeds}
-            for hit in hits:
-                if hit.id in taken or len(seeds) >= request.top_k + len(request.pinned):
-                    continue
-                if SEED_USE not in _uses(hit.payload):  # the filter guarantees it; belt and braces
-                    continue
-                seeds.append(Seed(hit.id, hit.payload, hit.score))
+            candidates = [
+                Seed(hit.id, hit.payload, hit.score)
+                for hit in hits
+                # the filter guarantees the licence use; checked again, belt and braces
+                if hit.id not in taken and SEED_USE in _uses(hit.payload)
+            ]
+            seeds += pick_by_role(candidates, request.top_k)
             retrieval = {
                 "status": "ok" if len(seeds) > len(request.pinned) else "empty",
                 "top_k": request.top_k,

@@ -295,3 +295,14 @@ def test_takes_are_watermarked_and_traceable(world, tmp_path):
     recorded = marked_orchestrator.provenance.find(payload)
     assert recorded["take_id"] == take.id
     assert recorded["seeds"] == take.manifest["seeds"]
+
+
+def test_seeds_are_picked_across_roles():
+    from rag.conditioning import Seed, pick_by_role
+
+    ranked = [Seed(f"d{i}", {"instrument": "drums"}, 1 - i / 10) for i in range(5)]
+    ranked.insert(4, Seed("b", {"instrument": "bass"}, 0.55))
+    picked = [s.id for s in pick_by_role(ranked, 4)]
+    assert picked == ["d0", "d1", "d2", "b"]  # two drums capped, then filled in rank order
+    assert [s.id for s in pick_by_role(ranked, 2)] == ["d0", "b"]
+    assert [s.id for s in pick_by_role(ranked[:2], 4)] == ["d0", "d1"]  # fewer than k: all
