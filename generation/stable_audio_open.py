@@ -25,6 +25,7 @@ import math
 import threading
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -299,7 +300,7 @@ class StableAudioOpen:
                     f"in-paint range ends at {end:g} s but the clip is {clip_s:.2f} s long"
                 )
             # the take is the clip, regenerated in the range: its length is the clip's
-            settings = _replace(settings, duration_s=clip_s)
+            settings = replace(settings, duration_s=clip_s)
         check_settings(settings, self.max_duration_s)
         return settings
 
@@ -510,12 +511,6 @@ class StableAudioOpen:
                 "start_sigma": round(start_sigma, 4),
             },
         )
-
-
-def _replace(settings: RenderSettings, **changes: object) -> RenderSettings:
-    from dataclasses import replace
-
-    return replace(settings, **changes)
 
 
 def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:

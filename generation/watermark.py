@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
-import soxr
+
+from index.decode import resample
 
 PAYLOAD_BITS = 32
 CRC_BITS = 16
@@ -191,13 +192,6 @@ def as_2d(audio: np.ndarray) -> np.ndarray:
     if arr.ndim != 2:
         raise ValueError(f"audio must be 1-D or (channels, samples), got shape {arr.shape}")
     return arr
-
-
-def resample(y: np.ndarray, sr_in: int, sr_out: int, quality: str = "HQ") -> np.ndarray:
-    """Resample (channels, samples) along time with soxr."""
-    if sr_in == sr_out:
-        return y.astype(np.float32, copy=False)
-    return np.ascontiguousarray(soxr.resample(y.T, sr_in, sr_out, quality=quality).T)
 
 
 def _frames(x: np.ndarray, n_frames: int) -> np.ndarray:

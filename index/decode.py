@@ -6,6 +6,7 @@ decoder covers every format we accept; nothing shells out to ffmpeg.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -133,3 +134,12 @@ def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
     return text[:160]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

@@ -25,7 +25,7 @@ import torch
 from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits
+from index.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits, file_sha256
 from index.manifest import Entry, Manifest
 from index.prepare import Prepared, Problem, WorkItem, prepare_or_problem
 from index.store import Filter, Match, Point, VectorStore, point_id
@@ -89,14 +89,6 @@ class IngestReport:
 
 
 # --- scanning -----------------------------------------------------------------------------------
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def scan_files(root: Path, ignore: Iterable[Path] = ()) -> Iterator[Path]:

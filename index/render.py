@@ -27,7 +27,8 @@ import mido
 import numpy as np
 import pretty_midi
 import soundfile as sf
-import soxr
+
+from index.decode import resample
 
 DEFAULT_SOUNDFONT: Path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
 
@@ -226,19 +227,6 @@ def _render_once(font: bytes, midi_file: mido.MidiFile) -> np.ndarray:
         raise ValueError(f"the synth could not render this MIDI file: {error}") from error
     audio, _ = sf.read(io.BytesIO(wav), dtype="float32", always_2d=True)
     return np.ascontiguousarray(audio.T)
-
-
-def resample(audio: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Resample (channels, n) float audio with soxr's high-quality filter.
-
-    Examples
-    --------
-    >>> resample(np.zeros((2, 48000), np.float32), 48000, 44100).shape
-    (2, 44100)
-    """
-    if sr_in == sr_out:
-        return audio.astype(np.float32, copy=False)
-    return np.ascontiguousarray(soxr.resample(audio.T, sr_in, sr_out, quality="HQ").T, np.float32)
 
 
 def normalize_peak(audio: np.ndarray, peak_dbfs: float = DEFAULT_PEAK_DBFS) -> np.ndarray:

@@ -146,9 +146,7 @@ def load_orchestrator(
 
 
 def _watermarking(settings: Settings):
-    """The deployment's watermarker and provenance log (None, None until that module exists)."""
-    try:
-        from rag.provenance import ProvenanceLog, load_watermarker
-    except ImportError:
-        return None, None
+    """The deployment's watermarker and provenance log."""
+    from rag.provenance import ProvenanceLog, load_watermarker
+
     return load_watermarker(settings), ProvenanceLog.for_settings(settings)

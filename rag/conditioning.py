@@ -26,6 +26,7 @@ import librosa
 import numpy as np
 import pretty_midi
 
+from generation.stable_audio_open import match_channels
 from index.analysis import PITCH_CLASSES, loudness_lufs, normalise_key, relative_key
 from index.decode import decode_audio, resample
 from index.render import render_midi
@@ -341,7 +342,7 @@ def build_init_audio(
         except (OSError, ValueError) as err:
             seed.alignment = {"skipped": f"unusable: {err}"}
             continue
-        audio = _match_channels(audio, channels)
+        audio = match_channels(audio, channels)
         layers.append((loop_to_length(audio, sample_rate, length, target_bpm), seed.weight))
         roles.setdefault(seed.family, seed)
         seed.layered = True
@@ -349,10 +350,3 @@ def build_init_audio(
         return None
     total = sum(w for _, w in layers) or 1.0
     return layer([(audio, w / total) for audio, w in layers], sample_rate)
-
-
-def _match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
-    if audio.shape[0] == channels:
-        return audio
-    mono = audio.mean(axis=0, keepdims=True)
-    return mono if channels == 1 else np.repeat(mono, channels, axis=0)

@@ -15,8 +15,7 @@ from typing import Any
 from index.analysis import normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.decode import Limits, decode_audio, resample
-from index.ingest import file_sha256
+from index.decode import Limits, decode_audio, file_sha256, resample
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
 
 RRF_K = 60  # the usual constant: damps the weight of the very top ranks

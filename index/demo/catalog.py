@@ -14,7 +14,6 @@ however many worker processes render them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from index.decode import file_sha256
 from index.demo.captions import caption_for
 from index.demo.compose import ALL_KEYS, DRUM_STYLES, ItemSpec, Key, compose_item
 from index.render import DEFAULT_SOUNDFONT, midi_bytes, render_loop
@@ -436,11 +436,6 @@ def write_item(spec: ItemSpec, *, out: Path, seed: int, soundfont: Path) -> None
         data, bars=spec.bars, bpm=spec.bpm, sr=SAMPLE_RATE, soundfont=soundfont, peak_dbfs=PEAK_DBFS
     )
     sf.write(out / stem_path(spec), audio.T, SAMPLE_RATE, subtype="PCM_16", format="WAV")
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def catalog_description(

@@ -14,8 +14,8 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import ValidationError
 
-from index.decode import Limits
-from index.ingest import Indexer, file_sha256
+from index.decode import Limits, file_sha256
+from index.ingest import Indexer
 from index.manifest import Entry, Licence, load_manifest
 from index.store import Filter, Match, point_id
 from rag.api.deps import ReadyService, Scope
