@@ -29,7 +29,9 @@ bigger batches.
 
 Every random choice comes from ``(seed, stage, step)``, so two runs with one seed and one step
 count give identical weights and a resumed run matches an uninterrupted one. ``minutes`` caps a
-stage's wall time: a stage that runs out of time ends early and is saved as finished.
+stage's wall time: a stage that runs out of time ends early and is saved, usable; the same command
+run again continues it to its step count (and, when that trained the autoencoder further, the
+DiT starts over on the new latents).
 """
 
 from __future__ import annotations
@@ -287,7 +289,7 @@ def train_vae(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, losses = state["step"], state["losses"]
-        if state["finished"]:
+        if state["finished"] and step >= steps:
             return step, losses, True
         _say(console, f"resuming the autoencoder at step {step}/{steps}")
 
@@ -606,7 +608,7 @@ def train_dit(
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         step, losses = state["step"], state["losses"]
-        if state["finished"]:
+        if state["finished"] and step >= steps:
             return step, losses, True
         _say(console, f"resuming the DiT at step {step}/{steps}")
 
@@ -753,7 +755,7 @@ def train_generator(
         summary.vae_seconds = time.monotonic() - started
         if not finished:
             return summary
-        if not (vae_folder / "config.json").is_file() or not _same_key(vae_folder, vae_hparams):
+        if not _same_key(vae_folder, vae_hparams, step):
             # One encoding pass serves both the scale and the DiT's latents: the fold is exact
             # for the posterior mean, so the cached latents only need dividing by the scale.
             vae.eval()
@@ -798,6 +800,10 @@ def train_generator(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     summary.dit_parameters = sum(p.numel() for p in model.parameters())
     dit_hparams = {**vae_hparams, "vae_steps_done": vae_info["steps"], "dit_steps": dit_steps}
+    if resume and _trained_on_another_autoencoder(folder / DIT_STATE, dit_hparams):
+        # The latents it learned are gone: continuing would only average two latent spaces.
+        _say(console, "the autoencoder trained further since the DiT checkpoint: DiT starts over")
+        resume = False
     _say(console, f"DiT + text encoder + projection: {summary.dit_parameters / 1e6:.2f} M "
                   f"parameters, {dit_steps} steps")  # fmt: skip
     started = time.monotonic()
@@ -852,11 +858,25 @@ def _encode_all(
     return encoded
 
 
-def _same_key(vae_folder: Path, hparams: dict[str, Any]) -> bool:
+def _trained_on_another_autoencoder(path: Path, hparams: dict[str, Any]) -> bool:
+    """A DiT checkpoint of these settings, but made on an earlier state of the autoencoder."""
+    if not path.is_file():
+        return False
+    saved = torch.load(path, map_location="cpu", weights_only=False)["hparams"]
+    saved, asked = json.loads(json.dumps(saved)), json.loads(json.dumps(hparams))
+    if saved.pop("vae_steps_done") == asked.pop("vae_steps_done"):
+        return False
+    return saved == asked
+
+
+def _same_key(vae_folder: Path, hparams: dict[str, Any], steps: int | None = None) -> bool:
+    """Whether ``vae_folder`` holds the autoencoder of these settings (after ``steps``)."""
     key = vae_folder / "key.json"
-    return key.is_file() and json.loads(key.read_text())["hparams"] == json.loads(
-        json.dumps(hparams)
-    )
+    if not key.is_file() or not (vae_folder / "config.json").is_file():
+        return False
+    info = json.loads(key.read_text())
+    same = info["hparams"] == json.loads(json.dumps(hparams))
+    return same and (steps is None or info["steps"] == steps)
 
 
 # --- console helpers ----------------------------------------------------------------------------

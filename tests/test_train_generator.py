@@ -135,6 +135,22 @@ def test_resume_continues_from_the_checkpoint(catalog, trained, tmp_path):
         run(catalog, out, dit_steps=5)
 
 
+def test_a_run_cut_by_its_time_budget_is_usable_and_continues(catalog, trained, tmp_path):
+    out = tmp_path / "budget"
+    # minutes=0: each stage stops after its first step, and the pipeline is still saved
+    summary = run(catalog, out, minutes=0)
+    assert (summary.vae_steps, summary.dit_steps) == (1, 1)
+    assert (out / "model_index.json").is_file()
+    # the same command again: the autoencoder goes on to 3 steps, the DiT starts over on the
+    # new latents, and the result is the uninterrupted run's
+    summary = run(catalog, out)
+    assert (summary.vae_steps, summary.dit_steps) == (3, 4)
+    key = json.loads((out / "checkpoint" / "vae-final" / "key.json").read_text())
+    assert key["steps"] == 3
+    finished, continued = weights(trained), weights(out)
+    assert all(torch.equal(finished[key], continued[key]) for key in finished)
+
+
 def test_v_objective_matches_the_scheduler_preconditioning():
     """Training at t with x_t = αx0 + σε and target v = αε − σx0 is the model the scheduler
     expects at σ_edm = tan(tπ/2): it feeds x_edm/sqrt(σ²+1) and atan(σ)·2/π, and reads
