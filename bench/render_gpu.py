@@ -218,6 +218,43 @@ def meta_param_counts(size: str = "full") -> dict[str, int]:
         }
 
 
+def work_counts(size: str, frames: int, cfg: bool = True) -> dict[str, float]:
+    """Floating-point operations (TFLOP, torch's FLOP counter) of one denoiser call (the CFG pair
+    batched), one VAE decode and one VAE encode at ``frames`` latent frames — counted on the meta
+    device, so free on any machine. Divided by the GPU's dense bf16 rate they give the floor
+    under each measured time: how far a render is from what the chip can do."""
+    from diffusers.models.embeddings import get_1d_rotary_pos_embed
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg_batch = 2 if cfg else 1
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dit, vae = build_dit(size), build_vae(size)
+        config = dit.config
+        cross = torch.zeros(cfg_batch, TOKENS[size] + 2, config.cross_attention_dim)
+        global_states = torch.zeros(cfg_batch, 1, config.global_states_input_dim)
+        latents = torch.zeros(cfg_batch, config.in_channels, frames)
+        head_dim = config.attention_head_dim // 2  # rotary on half of each head, as the pipeline
+        cos, sin = get_1d_rotary_pos_embed(
+            head_dim, frames + 1, use_real=True, repeat_interleave_real=False
+        )
+        samples = frames * int(np.prod(vae.config.downsampling_ratios))
+        audio = torch.zeros(1, vae.config.audio_channels, samples)
+        counts = {}
+        with FlopCounterMode(display=False) as counter:
+            dit(latents, torch.ones(cfg_batch), encoder_hidden_states=cross,
+                global_hidden_states=global_states, rotary_embedding=(cos.to("meta"),
+                sin.to("meta")))  # fmt: skip
+        counts["dit_call_tflop"] = counter.get_total_flops() / 1e12
+        with FlopCounterMode(display=False) as counter:
+            vae.decode(latents[:1])
+        counts["vae_decode_tflop"] = counter.get_total_flops() / 1e12
+        with FlopCounterMode(display=False) as counter:
+            vae.encode(audio)
+        counts["vae_encode_tflop"] = counter.get_total_flops() / 1e12
+    return counts
+
+
 def build_pipeline(size: str, device: str, seed: int = 0):
     """A Stable Audio Open pipeline of the given size, random fp32 weights, on ``device``."""
     from diffusers import StableAudioPipeline
@@ -368,6 +405,7 @@ class Bench:
             "host": platform.processor() or platform.machine(),
             "cpu_threads": torch.get_num_threads(),
             "argv": sys.argv[1:],
+            "peak_tflops": self.args.peak_tflops,
             "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         }
         if self.device == "cuda":
@@ -418,7 +456,9 @@ class Bench:
             "params": counts,
             "build_s": round(build_s, 2),
         }
-        print(f"built {counts} in {build_s:.1f} s; {duration:.2f} s audio", flush=True)
+        work = work_counts(self.size, probe.latent_frames(duration), self.cfg > 1)
+        self.results["settings"]["work"] = work
+        print(f"built {counts} in {build_s:.1f} s; {duration:.2f} s audio; {work}", flush=True)
         self.numerics(master, settings)
         self.save()
 
@@ -582,11 +622,12 @@ class Bench:
             / f"{self.out.name}_profile_{name.replace(':', '_').replace('+', '_')}.txt"
         )
         profile_table(fn, self.device, path)
-        self.results.setdefault("profiles", {})[name] = str(path)
+        self.results.setdefault("profiles", {})[name] = path.name  # beside the report
 
     # CLAP ------------------------------------------------------------------------------------
 
     def run_clap(self) -> None:
+        from torch.utils.flop_counter import FlopCounterMode
         from transformers import (
             ClapAudioConfig,
             ClapConfig,
@@ -622,16 +663,33 @@ class Bench:
         with torch.device(self.device):
             model = ClapModel(config)
         extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
+        frames = 1 + WINDOW_SAMPLES // extractor.hop_length  # one ten-second window's log-mel
+        with torch.device("meta"):  # its work, counted without allocating anything
+            shadow = ClapModel(config)
+            with FlopCounterMode(display=False) as counter:
+                shadow.audio_model(input_features=torch.zeros(1, 1, frames, audio.num_mel_bins))
+        del shadow
         processor = ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer)
         embedder = ClapEmbedder(model, processor, model_id="bench-clap", device=self.device)
         audio_params = count_params(model.audio_model) + count_params(model.audio_projection)
         n = self.args.clap_windows or CLAP_WINDOWS[self.size]
         rng = np.random.default_rng(0)
         clips = [(0.1 * rng.standard_normal(WINDOW_SAMPLES)).astype(np.float32) for _ in range(n)]
-        section: dict = {"audio_params": audio_params, "windows": n, "batches": {}}
+        section: dict = {
+            "audio_params": audio_params,
+            "windows": n,
+            "gflop_per_window": counter.get_total_flops() / 1e9,
+            "batches": {},
+        }
 
         features_cpu = measure(lambda: log_mel_features(clips[:16], extractor), "cpu", 2, 1)
         section["log_mel_cpu_windows_per_s"] = 16 / features_cpu["median_s"]
+        # what embed_audio does: pad on the host, STFT + mel on the embedder's device
+        chunk = clips[: min(n, 64)]
+        features_dev = measure(
+            lambda: log_mel_features(chunk, extractor, self.device), self.device, 3, 1
+        )
+        section["log_mel_device_windows_per_s"] = len(chunk) / features_dev["median_s"]
         dtypes = {"fp32": None}
         if self.device == "cuda":
             dtypes["bf16-autocast"] = torch.bfloat16
@@ -647,7 +705,7 @@ class Bench:
                     with autocast:
                         e2e = measure(lambda: embedder.embed_audio(clips), self.device, 1, 1)
                     # model only: features already on the device
-                    feats = log_mel_features(clips[:batch], extractor).to(self.device)
+                    feats = log_mel_features(clips[:batch], extractor, self.device)
 
                     @torch.inference_mode()
                     def model_only(feats=feats, autocast=autocast):
@@ -667,11 +725,11 @@ class Bench:
             section["batches"][str(batch)] = row
             print(f"clap batch {batch}: {json.dumps(row)}", flush=True)
         if self.args.profile:
-            feats = log_mel_features(clips[:32], extractor).to(self.device)
+            feats = log_mel_features(clips[:32], extractor, self.device)
             path = self.out.parent / f"{self.out.name}_profile_clap.txt"
             with torch.inference_mode():
                 profile_table(lambda: model.audio_model(input_features=feats), self.device, path)
-            section["profile"] = str(path)
+            section["profile"] = path.name
         self.results["clap"] = section
         self.save()
 
@@ -727,8 +785,7 @@ def ours_first_step(gen, settings) -> dict:
     frames = pipe.transformer.config.sample_size
     with torch.inference_mode():
         cond = gen._conditioning(settings.prompt, None, settings.duration_s, settings.cfg > 1)
-        scheduler = pipe.scheduler
-        scheduler.set_timesteps(settings.steps, device=gen.device)
+        scheduler, _ = gen._schedule(settings, seeded=False)  # a fresh one, as render makes
         scheduler.set_begin_index(0)
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         shape = (1, pipe.transformer.config.in_channels, frames)
@@ -743,7 +800,8 @@ def ours_first_step(gen, settings) -> dict:
 
         scheduler.step = step
         try:
-            latents = gen._step(latents, scheduler.timesteps[0], cond, settings.cfg, generator)
+            t = scheduler.timesteps[0]
+            latents = gen._step(scheduler, latents, t, cond, settings.cfg, generator)
         finally:
             del scheduler.step
     seen["latents"] = latents.float().cpu()
@@ -759,6 +817,15 @@ def diff(ref: dict, got: dict) -> dict:
 
 
 # -- report --------------------------------------------------------------------------------------
+
+
+def render_tflop(work: dict, entry: dict, encodes: bool) -> float:
+    """TFLOP of one render: its denoiser calls, one decode, and one encode when seeded."""
+    if not work:
+        return 0.0
+    calls = entry.get("steps_run") or 0
+    total = calls * work["dit_call_tflop"] + work["vae_decode_tflop"]
+    return total + (work["vae_encode_tflop"] if encodes else 0.0)
 
 
 def fmt(value, digits: int = 3) -> str:
@@ -800,21 +867,38 @@ def render_markdown(results: dict) -> str:
             + ", ".join(f"{k} {v / 1e6:.1f} M" for k, v in settings["params"].items())
             + ".",
             "",
-            "| run | median s | s / step | decode s | peak GiB | real-time × | vs stock |",
-            "|---|---:|---:|---:|---:|---:|---:|",
+            "| run | median s | s / step | decode s | peak GiB | real-time × | vs stock "
+            "| TFLOP/s |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
+        work = settings.get("work") or {}
         stock = results["render"].get("stock", {}).get("median_s")
         for name, entry in results["render"].items():
             if "error" in entry:
-                lines.append(f"| {name} | failed: {entry['error'][:80]} | | | | | |")
+                lines.append(f"| {name} | failed: {entry['error'][:80]} | | | | | | |")
                 continue
             speedup = f"{stock / entry['median_s']:.2f}×" if stock else "—"
+            rate = render_tflop(work, entry, name.startswith("a2a")) / entry["median_s"]
             lines.append(
                 f"| {name} ({entry.get('steps_run')} steps) | {fmt(entry['median_s'])} | "
                 f"{fmt(entry.get('s_per_step'), 4)} | {fmt(entry.get('decode_s'))} | "
-                f"{fmt(entry.get('peak_mem_gib'), 2)} | {fmt(entry.get('rtf'), 1)} | {speedup} |"
+                f"{fmt(entry.get('peak_mem_gib'), 2)} | {fmt(entry.get('rtf'), 1)} | {speedup} "
+                f"| {f'{rate:.3g}' if work else '—'} |"
             )
         lines.append("")
+        if work:
+            peak = meta.get("peak_tflops", 790.0)
+            full = render_tflop(work, {"steps_run": settings["steps"]}, False)
+            half = render_tflop(work, {"steps_run": round(settings["steps"] / 2)}, True)
+            lines += [
+                f"Work (torch's FLOP counter, meta device): one denoiser call with the CFG pair "
+                f"{work['dit_call_tflop']:.3g} TFLOP, VAE decode {work['vae_decode_tflop']:.3g}, "
+                f"encode {work['vae_encode_tflop']:.3g}. At {peak:.0f} TFLOP/s (dense bf16, "
+                f"measured on these GPUs) the floor is {full / peak:.3g} s for (b) and "
+                f"{half / peak:.3g} s for (c); the VAE is bandwidth-bound (long 1-D "
+                "activations), so its share of the floor understates its time.",
+                "",
+            ]
         best = results.get("best_variant")
         if best and stock:
             b = results["render"][f"ours:{best}"]["median_s"]
@@ -851,10 +935,16 @@ def render_markdown(results: dict) -> str:
         lines.append("")
     clap = results.get("clap")
     if clap:
+        gflop = clap.get("gflop_per_window", float("nan"))
+        peak = meta.get("peak_tflops", 790.0)
         lines += [
             f"CLAP audio tower: {clap['audio_params'] / 1e6:.1f} M params, {clap['windows']} "
-            f"ten-second windows; host log-mel alone: "
-            f"{clap['log_mel_cpu_windows_per_s']:.0f} windows/s.",
+            f"ten-second windows; log-mel alone: {clap['log_mel_cpu_windows_per_s']:.0f} "
+            f"windows/s on the host CPU, "
+            f"{clap.get('log_mel_device_windows_per_s', float('nan')):.0f} windows/s as "
+            f"`embed_audio` does it (STFT on the {meta['device']}). Work: {gflop:.3g} GFLOP a "
+            f"window, so {peak:.0f} TFLOP/s caps the model at {1e3 * peak / gflop:.0f} "
+            "windows/s.",
             "",
             "| batch | precision | end to end windows/s (`embed_audio`) "
             "| model only windows/s | peak GiB |",
@@ -904,6 +994,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clap-batches", nargs="+", type=int)
     parser.add_argument("--clap-windows", type=int)
     parser.add_argument("--profile", action="store_true", help="write torch.profiler tables")
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=790.0,
+        help="dense bf16 TFLOP/s the floors are computed at (790: an 8192³ bf16 matmul on the "
+        "H100/H200 lent here)",
+    )
     parser.add_argument("--out", default="bench/results/render_gpu")
     args = parser.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():

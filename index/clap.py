@@ -178,7 +178,7 @@ class ClapEmbedder:
         return int(self.model.config.text_config.max_position_embeddings) - 2
 
     def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
-        features = log_mel_features(windows, self.processor.feature_extractor).to(self.device)
+        features = log_mel_features(windows, self.processor.feature_extractor, self.device)
         hidden = self.model.audio_model(input_features=features)
         return self.model.audio_projection(hidden.pooler_output).float().cpu().numpy()
 
@@ -196,31 +196,43 @@ def repeat_pad(window: np.ndarray, length: int) -> np.ndarray:
 
 
 def log_mel_features(
-    windows: Sequence[np.ndarray], extractor: ClapFeatureExtractor
+    windows: Sequence[np.ndarray],
+    extractor: ClapFeatureExtractor,
+    device: torch.device | str = "cpu",
 ) -> torch.Tensor:
     """Batched torch equivalent of ``ClapFeatureExtractor`` in unfused ("rand_trunc") mode for
-    windows no longer than its ``max_length_s``: shape (batch, 1, frames, mel bins).
+    windows no longer than its ``max_length_s``: shape (batch, 1, frames, mel bins), on ``device``.
 
     The extractor computes each window's STFT in float64 numpy, ~0.1 s a window on this CPU; one
     batched ``torch.stft`` with the extractor's own (Slaney) mel filters gives the same features
-    (tested against it) an order of magnitude faster.
+    (tested against it) an order of magnitude faster — and on a GPU the STFT runs there, so the
+    host only pads and copies samples (it would otherwise cap throughput at a few hundred
+    windows/s).
+
+    >>> from transformers import ClapFeatureExtractor
+    >>> log_mel_features([np.zeros(48_000, np.float32)], ClapFeatureExtractor()).shape
+    torch.Size([1, 1, 1001, 64])
     """
     length = extractor.nb_max_samples
     batch = np.stack([repeat_pad(np.asarray(w, dtype=np.float32), length) for w in windows])
+    device = torch.device(device)
     waveform = torch.from_numpy(batch)
+    if device.type == "cuda":  # pinned: the copy overlaps the host work of the next batch
+        waveform = waveform.pin_memory()
+    waveform = waveform.to(device, non_blocking=True)
     n_fft, hop = extractor.fft_window_size, extractor.hop_length
     spectrum = torch.stft(
         waveform,
         n_fft=n_fft,
         hop_length=hop,
-        window=torch.hann_window(n_fft, periodic=True),
+        window=torch.hann_window(n_fft, periodic=True, device=device),
         center=True,
         pad_mode="reflect",
         return_complex=True,
     )
     power = spectrum.real.square() + spectrum.imag.square()  # (batch, bins, frames)
     filters = torch.from_numpy(np.asarray(extractor.mel_filters_slaney, dtype=np.float32))
-    mel = torch.einsum("bft,fm->btm", power, filters)  # (batch, frames, mel)
+    mel = torch.einsum("bft,fm->btm", power, filters.to(device))  # (batch, frames, mel)
     return (10.0 * torch.log10(mel.clamp_min(1e-10))).unsqueeze(1)
 
 

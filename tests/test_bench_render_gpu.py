@@ -1,0 +1,64 @@
+"""bench/render_gpu.py end to end at its small size on the CPU: what a GPU session runs at full
+size (``bench/gpu_run.sh``) must not be first found broken on the lent machine."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "render_gpu.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("render_gpu", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["render_gpu"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def report(bench, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bench") / "render_gpu"
+    argv = ["--device", "cpu", "--size", "small", "--runs", "1", "--warmup", "0", "--profile"]
+    assert bench.main([*argv, "--out", str(out), "--clap-batches", "1", "4"]) == 0
+    assert out.with_suffix(".md").read_text().startswith("# Render speed")
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_every_render_is_timed(report):
+    render = report["render"]
+    assert {"stock", "ours:default", "ours:fast"} <= render.keys()
+    best = report["best_variant"]
+    for name in ("stock", "ours:default", "ours:fast", f"a2a:{best}"):
+        assert render[name]["median_s"] > 0, name
+    steps = report["settings"]["steps"]
+    assert render["ours:fast"]["steps_run"] == steps
+    assert render[f"a2a:{best}"]["steps_run"] == round(steps * 0.5)
+    assert set(report["profiles"]) >= {"stock", "ours_default", "ours_fast"}
+
+
+def test_our_first_step_equals_the_stock_pipeline_in_fp32(report):
+    numerics = report["numerics"]
+    for label in ("ours fp32 (no optimize)", "ours fp32 fast attention"):
+        assert numerics[label]["latents_max_abs"] <= 1e-5 * numerics["latent_max_abs"], label
+
+
+def test_work_is_counted_and_clap_is_swept(report):
+    work = report["settings"]["work"]
+    assert all(work[key] > 0 for key in ("dit_call_tflop", "vae_decode_tflop", "vae_encode_tflop"))
+    clap = report["clap"]
+    assert clap["gflop_per_window"] > 0 and clap["log_mel_device_windows_per_s"] > 0
+    assert set(clap["batches"]) == {"1", "4"}
+    assert all(row["fp32"]["e2e_windows_per_s"] > 0 for row in clap["batches"].values())
+
+
+def test_full_size_matches_stable_audio_open(bench):
+    counts = bench.meta_param_counts("full")  # on the meta device: nothing allocated
+    assert 1.0e9 < counts["dit"] < 1.1e9 and 150e6 < counts["vae"] < 160e6
+    work = bench.work_counts("full", 1024)
+    # one CFG pair through the 1 B DiT at 1024 frames: 2 FLOP/param/token × 2 × ~1025 tokens
+    assert 4.0 < work["dit_call_tflop"] < 5.0
