@@ -286,6 +286,7 @@ def test_inpaint_a_session_take_uses_its_stored_audio(api):
     assert [t["job"]["id"] for t in takes] == [first["id"], painted["id"]]
     assert takes[1]["parent_take"] == first["take_id"]
     assert takes[1]["inpaint"] == {"from_s": 0.5, "to_s": 1.25}
+    assert (takes[0]["origin"], takes[1]["origin"]) == (None, "inpaint")
     assert takes[0]["inpaint"] is None
     assert takes[1]["settings"]["prompt"] == "brighter"
     assert "signed_audio_wav" in takes[1]["job"]["links"]
@@ -296,6 +297,10 @@ def test_inpaint_a_session_take_uses_its_stored_audio(api):
     )
     assert wait_job(api, "acme", rerun.json()["id"])["status"] == "succeeded"
     assert api.generator.requests[-1].inpaint_to_s == 1.25
+    again = api.client.get(f"/v1/sessions/{sid}/takes", headers=headers).json()["takes"][-1]
+    # a re-run of an in-paint: told apart from the in-paint itself, its range kept
+    assert again["origin"] == "rerun" and again["parent_take"] == painted["take_id"]
+    assert again["inpaint"] == {"from_s": 0.5, "to_s": 1.25}
 
     # refusals: bad range, unknown take, another tenant's session
     bad = api.client.post(url, json={"from_s": 1.0, "to_s": 0.5}, headers=headers)

@@ -378,6 +378,14 @@ def test_session_flow_search_pin_render_rerun(page, server):
     assert painted["inpaint"]["from_s"] == pytest.approx(0.5, abs=0.05)
     assert painted["inpaint"]["to_s"] == pytest.approx(1.5, abs=0.05)
     assert painted["manifest"]["mode"] == "in-paint", painted["manifest"]["mode"]
+    assert (body["takes"][1]["origin"], painted["origin"]) == ("rerun", "inpaint")
+
+    # Re-run the in-painted take: the new card says both — a re-run, of the same range.
+    page.locator("#takes .take").first.get_by_role("button", name="↻ Re-run, new seed").click()
+    expect(page.locator("#takes .take[data-status=succeeded]")).to_have_count(4, timeout=120_000)
+    newest = page.locator("#takes .take").first
+    expect(newest.locator(".badge.parent")).to_contain_text("↻")
+    expect(newest.locator(".badge.inpaint")).to_contain_text("in-paint 0.5")
     assert not page.evaluate("Object.keys(localStorage).filter(k => k.startsWith('audiorag'))")
 
     # Trace a file carrying the first take's watermark back to its prompt and licences. The

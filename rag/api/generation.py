@@ -45,13 +45,17 @@ def make_spec(
     pinned: list[str],
     like: Path | None = None,
     inpaint: Path | None = None,
+    origin: str | None = None,
 ) -> dict[str, Any]:
+    """A job's stored spec. ``origin``: how a session take came from its parent ("rerun" or
+    "inpaint"); a re-run of an in-painted take is both an in-paint and a re-run."""
     return {
         "settings": {k: v for k, v in settings.items() if k in SETTING_FIELDS and v is not None},
         "catalogs": list(catalogs),
         "pinned": list(dict.fromkeys(pinned)),
         "like": str(like) if like else None,
         "inpaint": str(inpaint) if inpaint else None,
+        "origin": origin,
     }
 
 

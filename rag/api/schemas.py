@@ -209,8 +209,15 @@ class TakeOut(BaseModel):
     job: JobOut
     settings: dict[str, Any]
     parent_take: str | None = None
+    origin: Literal["rerun", "inpaint"] | None = Field(
+        None,
+        description="How this take came from parent_take: a re-run (new seed or strength) or an "
+        "in-paint of a range of it. None: a take of its own.",
+    )
     inpaint: InpaintRange | None = Field(
-        None, description="Set when this take in-paints a range of its parent take."
+        None,
+        description="Set when this take in-paints a range: of its parent (origin inpaint) or, "
+        "for a re-run of an in-painted take, the same range again.",
     )
     manifest: dict[str, Any] | None = None
 

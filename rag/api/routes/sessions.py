@@ -213,16 +213,21 @@ def list_takes(session_id: str, principal: Tenant, scope: Scope, service: Servic
 
 
 def _take_out(row: dict[str, Any], sign: Any) -> TakeOut:
-    settings = (row["spec"] or {}).get("settings", {})
+    spec = row["spec"] or {}
+    settings = spec.get("settings", {})
     inpaint = None
-    if (row["spec"] or {}).get("inpaint") and settings.get("inpaint_to_s") is not None:
+    if spec.get("inpaint") and settings.get("inpaint_to_s") is not None:
         inpaint = InpaintRange(
             from_s=settings.get("inpaint_from_s") or 0.0, to_s=settings["inpaint_to_s"]
         )
+    origin = spec.get("origin")
+    if origin is None and row["parent_take"]:  # takes stored before origins were recorded
+        origin = "inpaint" if inpaint else "rerun"
     return TakeOut(
         job=job_out(row, sign),
         settings=settings,
         parent_take=row["parent_take"],
+        origin=origin,
         inpaint=inpaint,
         manifest=row["manifest"],
     )
@@ -281,6 +286,7 @@ def _rerun(
         pinned=pinned,
         like=spec.get("like"),
         inpaint=spec.get("inpaint"),
+        origin="rerun",
     )
     return enqueue(
         service,
@@ -355,6 +361,7 @@ def _inpaint(
         pinned=pinned,
         like=Path(job["spec"]["like"]) if (job["spec"] or {}).get("like") else None,
         inpaint=clip,
+        origin="inpaint",
     )
     try:
         return enqueue(

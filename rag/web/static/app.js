@@ -733,8 +733,8 @@ function takeCard(t, n, open) {
   const head = h("div.take-head", {},
     h("span.take-n", {}, `#${n}`),
     h("span.take-id.mono", {}, takeTitle(t)),
-    t.inpaint && h("span.badge.inpaint", { title: t.parent_take ? `in-paint of ${t.parent_take}` : "" }, `in-paint ${t.inpaint.from_s.toFixed(1)}–${t.inpaint.to_s.toFixed(1)} s`),
-    t.parent_take && !t.inpaint && h("span.badge.parent", { title: `re-run of ${t.parent_take}` }, `↻ of …${t.parent_take.slice(-6)}`),
+    t.inpaint && h("span.badge.inpaint", { title: t.origin === "inpaint" ? `in-paint of ${t.parent_take}` : "the range of the in-paint it re-runs" }, `in-paint ${t.inpaint.from_s.toFixed(1)}–${t.inpaint.to_s.toFixed(1)} s`),
+    t.origin === "rerun" && h("span.badge.parent", { title: `re-run of ${t.parent_take}` }, `↻ of …${t.parent_take.slice(-6)}`),
     h("span.spacer"),
     h(`span.status.${job.status}`, {}, job.status));
   card.append(head);
