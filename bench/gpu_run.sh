@@ -34,6 +34,10 @@ fi
 python3 -c "import torch, diffusers, transformers; print(torch.__version__, \
 diffusers.__version__, transformers.__version__)" || exit 1
 
+# the render path's own tests first, the CUDA-only ones included (no device sync in the loop)
+python3 -m pytest -q -p no:cacheprovider tests/test_render_fast.py 2>&1 \
+    | tee "$results/tests_render_fast.log" | tail -n 3
+
 python3 bench/render_gpu.py --device "$device" --size "${BENCH_SIZE:-full}" \
     --sections "${sections[@]}" --profile \
     --out "$results/render_gpu" 2>&1 | tee "$results/render_gpu_${sections[0]}.log"

@@ -286,7 +286,9 @@ class StableAudioOpen:
         end = min(float(config.sigma_min), sigma * 0.5)
         sigmas = torch.exp(torch.linspace(math.log(sigma), math.log(end), steps))
         scheduler.timesteps = scheduler.precondition_noise(sigmas).to(self.device)
-        scheduler.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)]).to(self.device)
+        # σ stays on the host, where set_timesteps keeps it: the Brownian-tree noise sampler
+        # compares σ values in Python, which on a GPU tensor is a device sync every step.
+        scheduler.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
         return scheduler, sigma
 
     def _checked(self, settings: RenderSettings, init_audio: np.ndarray | None) -> RenderSettings:

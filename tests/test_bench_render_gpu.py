@@ -13,6 +13,8 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "render_gpu.py"
 
 @pytest.fixture(scope="module")
 def bench():
+    if "render_gpu" in sys.modules:  # loaded by another test module already
+        return sys.modules["render_gpu"]
     spec = importlib.util.spec_from_file_location("render_gpu", BENCH)
     module = importlib.util.module_from_spec(spec)
     sys.modules["render_gpu"] = module
@@ -56,9 +58,8 @@ def test_work_is_counted_and_clap_is_swept(report):
     assert all(row["fp32"]["e2e_windows_per_s"] > 0 for row in clap["batches"].values())
 
 
-def test_full_size_matches_stable_audio_open(bench):
-    counts = bench.meta_param_counts("full")  # on the meta device: nothing allocated
-    assert 1.0e9 < counts["dit"] < 1.1e9 and 150e6 < counts["vae"] < 160e6
-    work = bench.work_counts("full", 1024)
-    # one CFG pair through the 1 B DiT at 1024 frames: 2 FLOP/param/token × 2 × ~1025 tokens
+def test_full_size_work_is_what_a_1b_dit_costs(bench):
+    work = bench.work_counts("full", 1024)  # on the meta device: nothing allocated
+    # one CFG pair through the 1.06 B DiT: ~2 FLOP/param/token × 2 × 1,025 tokens, + attention
     assert 4.0 < work["dit_call_tflop"] < 5.0
+    assert work["vae_decode_tflop"] == pytest.approx(work["vae_encode_tflop"], rel=0.01)

@@ -100,15 +100,43 @@ def test_rotary_is_built_once_per_length_and_never_in_the_loop(tiny_generator_fo
     assert len(calls) == 2
 
 
-def test_the_first_step_does_not_search_the_schedule(tiny_generator_folder, monkeypatch):
-    """The scheduler's own first-step search is .nonzero().item(): a host sync on a GPU."""
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_the_first_step_does_not_search_the_schedule(
+    tiny_generator_folder, init_audio, monkeypatch, strength
+):
+    """The scheduler's own first-step search is .nonzero().item(): a host sync on a GPU. Each
+    render makes its own scheduler, so the class is what gets watched."""
+    from diffusers import CosineDPMSolverMultistepScheduler
+
     gen = load_generator(tiny_generator_folder)
 
     def refuse(*args, **kwargs):
         raise AssertionError("index_for_timestep called")
 
-    monkeypatch.setattr(gen.pipe.scheduler, "index_for_timestep", refuse)
-    assert gen.render(BASE).denoiser_calls == BASE.steps
+    monkeypatch.setattr(CosineDPMSolverMultistepScheduler, "index_for_timestep", refuse)
+    settings = replace(BASE, strength=strength)
+    result = gen.render(settings, init_audio if strength < 1 else None)
+    assert result.denoiser_calls == round(BASE.steps * strength)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="device syncs exist only on a GPU")
+@pytest.mark.parametrize("strength", [1.0, 0.5])
+def test_the_sampler_loop_never_waits_for_the_gpu(tiny_generator_folder, init_audio, strength):
+    """Every denoiser step, scheduler step included (its Brownian-tree noise compares σ values
+    in Python), runs without a device sync: the host stays ahead and queues the next step."""
+    gen = load_generator(tiny_generator_folder, device="cuda")
+    original = gen._step
+
+    def strict_step(*args, **kwargs):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            return original(*args, **kwargs)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+
+    gen._step = strict_step
+    settings = replace(BASE, strength=strength)
+    gen.render(settings, init_audio if strength < 1 else None)
 
 
 def test_bf16_denoiser_keeps_an_fp32_sampler_and_stays_close(tiny_generator_folder, plain):
