@@ -511,6 +511,8 @@ class StableAudioOpen:
                 "strength": settings.strength,
                 "latent_frames": int(latents.shape[-1]),
                 "start_sigma": round(start_sigma, 4),
+                # what optimize() turned on ({}: the stock numerics), for reproducing the take
+                "speed": dict(self.speed),
             },
         )
 

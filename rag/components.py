@@ -110,8 +110,20 @@ def load_generator(settings: Settings) -> tuple[Generator, str | None]:
     generator = load(
         source, revision=settings.generator_revision, device=settings.device, dtype=settings.dtype
     )
+    speed_up(generator, settings)
     notice = UNTRAINED_GENERATOR_NOTICE.format(folder=source) if untrained else None
     return generator, notice
+
+
+def speed_up(generator: Generator, settings: Settings) -> None:
+    """Apply ``settings.render_speed`` where the model family has speed options (Stable Audio
+    Open; Stable Audio 3 runs diffusers' own pipelines as they are)."""
+    from generation.speed import speed_options
+
+    optimize = getattr(generator, "optimize", None)
+    options = speed_options(settings.render_speed, settings.device)
+    if optimize is not None and options is not None:
+        optimize(**options)
 
 
 def load_guardrails(settings: Settings) -> Guardrails:

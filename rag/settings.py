@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
         "float32", description="Generator weights dtype (float16/bfloat16 only on a GPU)."
     )
+    render_speed: Literal["auto", "off", "fast", "compiled"] = Field(
+        "auto",
+        description="Render speed-ups (Stable Audio Open family): auto = fast on a GPU, off on "
+        "a CPU; fast = bf16 compute, fused attention, CUDA graphs; compiled = fast + "
+        "torch.compile (warm-up per new length); off = stock numerics.",
+    )
     blocked_terms: list[str] = Field(
         default_factory=list,
         description="Prompt terms refused unless the catalog holds that artist's licence "

@@ -150,6 +150,57 @@ def test_bf16_denoiser_keeps_an_fp32_sampler_and_stays_close(tiny_generator_fold
     assert np.abs(b.audio - a).max() < 0.1 * max(np.abs(a).max(), 1e-3)
 
 
+def test_speed_presets_name_their_options():
+    assert speed.speed_options("off", "cuda") is None
+    assert speed.speed_options("auto", "cpu") is None  # the stock numerics on a CPU
+    assert speed.speed_options("fast", "cpu") == {"fast_attention": True}
+    fast = speed.speed_options("auto", "cuda")
+    assert fast == {"fast_attention": True, "dtype": torch.bfloat16, "cuda_graphs": True}
+    compiled = speed.speed_options("compiled", "cuda:0")
+    assert compiled == {**fast, "compile": True, "compile_vae": True}
+    with pytest.raises(ValueError, match="auto, off, fast or compiled"):
+        speed.speed_options("turbo", "cpu")
+
+
+@pytest.mark.parametrize(("preset", "fused"), [("auto", False), ("fast", True)])
+def test_the_service_applies_its_speed_setting_and_the_manifest_says_so(
+    tiny_generator_folder, tmp_path, preset, fused
+):
+    from rag.components import load_generator as load_configured
+    from rag.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path, generator_model=str(tiny_generator_folder), render_speed=preset
+    )
+    gen, _ = load_configured(settings)
+    processors = {type(p).__name__ for p in gen.pipe.transformer.attn_processors.values()}
+    assert ("FastStableAudioAttnProcessor" in processors) is fused
+    recorded = gen.render(BASE).sampler["speed"]
+    assert recorded.get("fast_attention", False) is fused
+
+
+def test_cuda_graph_cache_keeps_the_most_recent_lengths(monkeypatch):
+    """A service renders many lengths: one graph each, the least recently used dropped. (The
+    capture itself needs CUDA; here it returns a stand-in graph that only counts replays.)"""
+
+    class Replays:
+        count = 0
+
+        def replay(self):
+            Replays.count += 1
+
+    graphed = speed.GraphedDenoiser(transformer=None, backends=None, max_graphs=2)
+    monkeypatch.setattr(graphed, "_capture", lambda args: (Replays(), args, args[0]))
+
+    def call(frames: int) -> None:
+        graphed(torch.zeros(2, 4, frames), torch.zeros(2))
+
+    for frames in (10, 20, 10, 30):  # 10 used again just before 30 arrives: 20 goes
+        call(frames)
+    assert [key[0][0][-1] for key in graphed.graphs] == [10, 30]
+    assert Replays.count == 4
+
+
 def test_cuda_graphs_need_a_cuda_device(tiny_generator_folder):
     gen = load_generator(tiny_generator_folder)
     with pytest.raises(ValueError, match="CUDA"):
