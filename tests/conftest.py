@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -42,3 +43,13 @@ def tiny_generator_folder(tmp_path_factory) -> Path:
     from generation.stable_audio_open import build_tiny_stable_audio_open
 
     return build_tiny_stable_audio_open(tmp_path_factory.mktemp("models") / "tiny-sao", seed=0)
+
+
+@pytest.fixture(scope="session")
+def bench():
+    """``bench/render_gpu.py`` as a module (it is a script, not part of the package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / "render_gpu.py"
+    spec = importlib.util.spec_from_file_location("render_gpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

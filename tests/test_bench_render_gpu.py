@@ -1,25 +1,9 @@
 """bench/render_gpu.py end to end at its small size on the CPU: what a GPU session runs at full
 size (``bench/gpu_run.sh``) must not be first found broken on the lent machine."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parent.parent / "bench" / "render_gpu.py"
-
-
-@pytest.fixture(scope="module")
-def bench():
-    if "render_gpu" in sys.modules:  # loaded by another test module already
-        return sys.modules["render_gpu"]
-    spec = importlib.util.spec_from_file_location("render_gpu", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["render_gpu"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")

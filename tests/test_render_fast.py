@@ -3,10 +3,7 @@ describe Stable Audio Open 1.0 — counted on the meta device, no weights alloca
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,20 +15,6 @@ from generation.models import RenderSettings, load_generator
 
 SR = 16000
 BASE = RenderSettings(prompt="punchy drums and warm bass", duration_s=0.5, steps=6, cfg=3.0)
-
-
-def _load_bench():
-    path = Path(__file__).resolve().parents[1] / "bench" / "render_gpu.py"
-    spec = importlib.util.spec_from_file_location("render_gpu", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("render_gpu", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.fixture(scope="module")
-def bench():
-    return _load_bench()
 
 
 @pytest.fixture(scope="module")
