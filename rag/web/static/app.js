@@ -75,7 +75,6 @@ async function signIn(key) {
   auth.key = key.trim();
   const me = await api.get("/v1/me");
   const { catalogs } = await api.get("/v1/catalogs");
-  state.me = me;
   state.catalogs = catalogs;
   $("#signin").hidden = true;
   $("#app").hidden = false;
@@ -253,7 +252,7 @@ async function runSearch() {
       res = await api.post("/v1/search", body, { signal: searchAbort.signal });
     }
     state.results = res.hits;
-    for (const hit of res.hits) state.items.set(hit.id, { id: hit.id, catalog: hit.catalog, kind: hit.payload.kind, payload: hit.payload, links: hit.links });
+    for (const hit of res.hits) state.items.set(hit.id, { id: hit.id, catalog: hit.catalog, payload: hit.payload, links: hit.links });
     renderResults();
     list.removeAttribute("aria-busy");
   } catch (err) {
@@ -393,13 +392,16 @@ function acceptFile(file) {
   setClip(file, file.name);
   runSearch();
 }
-const drop = $("#drop");
-drop.addEventListener("click", (e) => { if (e.target.id !== "clip-clear") $("#clip").click(); });
-drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#clip").click(); } });
-drop.addEventListener("dragover", (e) => { e.preventDefault(); drop.classList.add("over"); });
-drop.addEventListener("dragleave", () => drop.classList.remove("over"));
-drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); acceptFile(e.dataTransfer.files[0]); });
-$("#clip").addEventListener("change", (e) => { acceptFile(e.target.files[0]); e.target.value = ""; });
+/** A drop zone that also opens its file input on click / Enter / Space; `onFile` gets the file. */
+function wireDrop(zone, input, onFile) {
+  zone.addEventListener("click", () => input.click());
+  zone.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); input.click(); } });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => { e.preventDefault(); zone.classList.remove("over"); onFile(e.dataTransfer.files[0]); });
+  input.addEventListener("change", (e) => { onFile(e.target.files[0]); e.target.value = ""; });
+}
+wireDrop($("#drop"), $("#clip"), acceptFile);
 $("#clip-clear").addEventListener("click", (e) => { e.stopPropagation(); setClip(null); runSearch(); });
 
 async function findSimilar(id) {
@@ -785,11 +787,11 @@ function takeCard(t, n, open) {
     h("div.take-body", {},
       h("div.take-visual", {}, spec, audioEl),
       h("div.take-actions", {},
-        h("button.btn.small.rerun", { type: "button", onclick: () => rerun(rerunId, { seed: randomSeed() }, t) }, "↻ Re-run, new seed"),
+        h("button.btn.small.rerun", { type: "button", onclick: () => rerun(rerunId, { seed: randomSeed() }) }, "↻ Re-run, new seed"),
         h("div.vary", {},
           h("label.small", {}, "Strength ", strength, " ", strengthOut),
-          h("button.btn.small.ghost", { type: "button", onclick: () => rerun(rerunId, { strength: Number(strength.value) }, t) }, "Vary strength")),
-        h("button.btn.small.ghost.inpaint-btn", { type: "button", disabled: true, onclick: () => inpaint(t, wav, canvas) }, "In-paint selection"),
+          h("button.btn.small.ghost", { type: "button", onclick: () => rerun(rerunId, { strength: Number(strength.value) }) }, "Vary strength")),
+        h("button.btn.small.ghost.inpaint-btn", { type: "button", disabled: true, onclick: () => inpaint(t, canvas) }, "In-paint selection"),
         h("div.downloads", {},
           ...Object.entries(job.links).filter(([k]) => k.startsWith("audio_")).map(([k, href]) => {
             const fmt = k.slice(6);
@@ -850,14 +852,13 @@ function attachRangeSelect(wrap, canvas, label, job, path) {
   });
 }
 
-async function rerun(takeId, body, t) {
+async function rerun(takeId, body) {
   const s = state.session;
   const job = await submitJob(() => api.post(`/v1/sessions/${s.id}/takes/${takeId}/rerun`, body), "Re-run");
   if (job) toast(body.seed != null ? `Re-running with seed ${body.seed}.` : `Re-running at strength ${body.strength.toFixed(2)}.`, "info", { timeout: 3000 });
-  return job ?? t;
 }
 
-async function inpaint(t, path, canvas) {
+async function inpaint(t, canvas) {
   const s = state.session;
   const [from, to] = canvas._range || [];
   if (from == null) return;
@@ -953,13 +954,7 @@ $("#trace-btn").addEventListener("click", () => {
   trace.showModal();
   $("#trace-drop").focus();
 });
-const traceDrop = $("#trace-drop");
-traceDrop.addEventListener("click", () => $("#trace-file").click());
-traceDrop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("#trace-file").click(); } });
-traceDrop.addEventListener("dragover", (e) => { e.preventDefault(); traceDrop.classList.add("over"); });
-traceDrop.addEventListener("dragleave", () => traceDrop.classList.remove("over"));
-traceDrop.addEventListener("drop", (e) => { e.preventDefault(); traceDrop.classList.remove("over"); traceFile(e.dataTransfer.files[0]); });
-$("#trace-file").addEventListener("change", (e) => { traceFile(e.target.files[0]); e.target.value = ""; });
+wireDrop($("#trace-drop"), $("#trace-file"), traceFile);
 
 async function traceFile(file) {
   if (!file) return;

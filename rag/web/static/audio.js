@@ -1,6 +1,7 @@
 // Audio on the page: authenticated fetches decoded with WebAudio for waveform peaks, and one
-// shared player with a playhead. Playback itself streams from short-lived signed URLs (the API's
-// `links`), so the browser uses range requests instead of downloading whole files first.
+// shared player with a playhead. Audio whose waveform is drawn is already downloaded: it plays
+// from that copy. Anything else streams from a short-lived signed URL (the API's `links`), so the
+// browser uses range requests instead of downloading the whole file first.
 
 import { api } from "./api.js";
 
@@ -29,12 +30,6 @@ export function loadAudio(path) {
     cache.set(path, p);
   }
   return cache.get(path);
-}
-
-export function forget(path) {
-  const p = cache.get(path);
-  cache.delete(path);
-  p?.then((a) => URL.revokeObjectURL(a.url)).catch(() => {});
 }
 
 /** Peak pairs (min, max) per column of the mono mix. */
@@ -142,10 +137,12 @@ export const player = {
       }
       await this.el.play();
     };
+    // the copy fetched for the waveform, when it is there: no second download
+    const local = current.buffer && path && cache.has(path) ? (await loadAudio(path)).url : null;
     try {
       try {
-        if (!src) throw new Error("no signed URL");
-        await start(src);
+        if (!local && !src) throw new Error("no signed URL");
+        await start(local || src);
       } catch (err) {
         if (current !== mine || !path || err?.name === "AbortError") throw err;
         await start((await loadAudio(path)).url); // e.g. the signed URL expired
