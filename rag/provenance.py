@@ -9,7 +9,6 @@ gone. SQLite in WAL mode with a busy timeout lets a CLI and a service process sh
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -19,45 +18,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from generation.watermark import PAYLOAD_BITS, AudioSealWatermark, StftWatermark, Watermarker
+from rag.keyfiles import secret_file
 
 if TYPE_CHECKING:
     from rag.settings import Settings
 
 KEY_FILE = "watermark.key"
 LOG_FILE = "provenance.sqlite"
-SECRET_BYTES = 32
 
 
 def watermark_secret(settings: Settings) -> bytes:
-    """``settings.watermark_key`` if set, else a 32-byte secret made once in ``data_dir``.
-
-    The file is created with mode 0600 atomically (``O_EXCL``), so two processes starting at once
-    agree on one secret: the loser of the race reads the winner's file.
-    """
+    """``settings.watermark_key`` if set, else a 32-byte secret made once in ``data_dir``
+    (0600, atomically: two processes starting at once agree on one secret)."""
     if settings.watermark_key:
         return settings.watermark_key.encode("utf-8")
-    path = Path(settings.data_dir) / KEY_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(SECRET_BYTES))
-    return _read_secret(path)
-
-
-def _read_secret(path: Path, wait_s: float = 2.0) -> bytes:
-    """Read the key file, waiting briefly for a concurrent creator to finish writing it."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        data = path.read_bytes()
-        if len(data) >= SECRET_BYTES or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    if len(data) < SECRET_BYTES:
-        raise RuntimeError(f"{path} holds {len(data)} bytes, expected {SECRET_BYTES}")
-    return data
+    return secret_file(Path(settings.data_dir) / KEY_FILE)
 
 
 class ProvenanceLog:

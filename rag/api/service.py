@@ -62,6 +62,7 @@ class Service:
         self._users = 0
         self.signer = UrlSigner(signing_secret(settings.data_dir))
         self._watermarker: Any = None
+        self._provenance: Any = None
         # Facets per tenant scope, keyed by the scope's catalogs and their generations.
         self.facets_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
         self.catalog_generations: dict[str, int] = {}
@@ -179,14 +180,29 @@ class Service:
         }
 
     def watermarker(self) -> Any:
-        """The deployment's watermark detector (the one the orchestrator marks takes with),
-        loaded on first use."""
+        """The deployment's watermark detector: the one the orchestrator marks takes with, or
+        (before it is loaded, or with a stand-in orchestrator) one loaded on first use."""
+        marking = getattr(self.orchestrator, "watermarker", None)
+        if marking is not None:
+            return marking
         with self._locks_lock:
             if self._watermarker is None:
                 from rag.provenance import load_watermarker
 
                 self._watermarker = load_watermarker(self.settings)
             return self._watermarker
+
+    def provenance(self) -> Any:
+        """The provenance log: the orchestrator's, else one opened once for the service."""
+        log_ = getattr(self.orchestrator, "provenance", None)
+        if log_ is not None:
+            return log_
+        with self._locks_lock:
+            if self._provenance is None:
+                from rag.provenance import ProvenanceLog
+
+                self._provenance = ProvenanceLog.for_settings(self.settings)
+            return self._provenance
 
     def catalog_changed(self, store_name: str) -> None:
         """An upload changed ``store_name``: cached facets over it are stale."""

@@ -14,30 +14,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
-import secrets
 import time
 from pathlib import Path
 from urllib.parse import quote
 
+from rag.keyfiles import secret_file
+
 TTL_S = 600  # ten minutes: long enough to listen, short enough that a leaked URL goes stale
 SECRET_FILE = "url-signing.key"
-SECRET_BYTES = 32
 _TOKEN = re.compile(r"([0-9a-f]{12})\.([0-9]{1,12})\.([A-Za-z0-9_-]{43})")
 
 
 def signing_secret(data_dir: Path) -> bytes:
     """The deployment's URL-signing secret, made once (atomically, ``O_EXCL``) in ``data_dir``."""
-    path = Path(data_dir) / SECRET_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _read_secret(path)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secrets.token_bytes(SECRET_BYTES))
-    return path.read_bytes()
+    return secret_file(Path(data_dir) / SECRET_FILE)
 
 
 class UrlSigner:
@@ -75,15 +66,3 @@ class UrlSigner:
         if not hmac.compare_digest(expected.encode(), signature.encode()):
             return None
         return key_id
-
-
-def _read_secret(path: Path) -> bytes:
-    deadline = time.monotonic() + 2.0
-    while True:  # a concurrent creator may still be writing it
-        data = path.read_bytes()
-        if len(data) >= SECRET_BYTES or time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-    if len(data) < SECRET_BYTES:
-        raise RuntimeError(f"{path} holds {len(data)} bytes, expected {SECRET_BYTES}")
-    return data

@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
@@ -131,10 +129,6 @@ def copy_capped(source: BinaryIO, target: Path, max_bytes: int) -> tuple[int, by
         target.unlink(missing_ok=True)
         raise UploadRejected("empty file (0 bytes)")
     return written, head
-
-
-def move_into(staged: Path, target: Path) -> None:
-    os.replace(staged, target) if staged.parent == target.parent else shutil.move(staged, target)
 
 
 JSON_MAX_BYTES = 1 << 20  # every JSON body of the API is a few KiB; uploads are multipart

@@ -126,7 +126,6 @@ async def detect_watermark(
 
 def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
     from index.decode import Limits, UnusableFile, decode_audio
-    from rag.provenance import ProvenanceLog
 
     settings = service.settings
     try:
@@ -166,7 +165,7 @@ def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
         )
     # Known here (the provenance log, or another tenant's job) — but not the caller's: say so,
     # and nothing about whose or what it is.
-    known = ProvenanceLog.for_settings(settings).find(int(payload, 16)) is not None
+    known = service.provenance().find(int(payload, 16)) is not None
     if not known:
         known = (
             service.db.one(
