@@ -21,7 +21,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -169,6 +169,28 @@ def load_generator(
     return StableAudio3.from_folder(
         folder, label=label, revision=revision, device=device, dtype=torch_dtype
     )
+
+
+def checked_settings(
+    settings: RenderSettings,
+    init_audio: np.ndarray | None,
+    sample_rate: int,
+    max_duration_s: float,
+) -> RenderSettings:
+    """``settings`` checked for a model (see :func:`check_settings`); an in-paint's duration
+    becomes its clip's, since the take is the clip regenerated in the range."""
+    if settings.inpaint_range_s is not None:
+        if init_audio is None:
+            raise RenderInputError("in-painting needs the clip to in-paint")
+        clip_s = init_audio.shape[-1] / sample_rate
+        end = settings.inpaint_range_s[1]
+        if end > clip_s + 1e-6:
+            raise RenderInputError(
+                f"in-paint range ends at {end:g} s but the clip is {clip_s:.2f} s long"
+            )
+        settings = replace(settings, duration_s=clip_s)
+    check_settings(settings, max_duration_s)
+    return settings
 
 
 def check_settings(settings: RenderSettings, max_duration_s: float) -> None:

@@ -57,15 +57,22 @@ def call_transformer(
     global_states: torch.Tensor,
     cos: torch.Tensor,
     sin: torch.Tensor,
+    backends: list | None = None,
 ) -> torch.Tensor:
-    return transformer(
-        model_input,
-        timestep,
-        encoder_hidden_states=cross,
-        global_hidden_states=global_states,
-        rotary_embedding=(cos, sin),
-        return_dict=False,
-    )[0]
+    """One DiT call; ``backends``: SDPA kernels to use, in priority order (None: torch's)."""
+    if backends is None:
+        return transformer(
+            model_input,
+            timestep,
+            encoder_hidden_states=cross,
+            global_hidden_states=global_states,
+            rotary_embedding=(cos, sin),
+            return_dict=False,
+        )[0]
+    from torch.nn.attention import sdpa_kernel
+
+    with sdpa_kernel(backends, set_priority=True):
+        return call_transformer(transformer, model_input, timestep, cross, global_states, cos, sin)
 
 
 class GraphedDenoiser:
@@ -88,12 +95,7 @@ class GraphedDenoiser:
         )
 
     def _run(self, *args: torch.Tensor) -> torch.Tensor:
-        if self.backends is None:
-            return call_transformer(self.transformer, *args)
-        from torch.nn.attention import sdpa_kernel
-
-        with sdpa_kernel(self.backends, set_priority=True):
-            return call_transformer(self.transformer, *args)
+        return call_transformer(self.transformer, *args, backends=self.backends)
 
     def _capture(self, args: tuple[torch.Tensor, ...]) -> tuple:
         static = tuple(a.clone() for a in args)

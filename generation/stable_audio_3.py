@@ -33,7 +33,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,7 @@ from generation.models import (
     RenderInputError,
     RenderResult,
     RenderSettings,
-    check_settings,
+    checked_settings,
     folder_sha256,
 )
 from generation.stable_audio_open import DEFAULTS_FILE, build_tiny_tokenizer, match_channels, splice
@@ -217,7 +216,7 @@ class StableAudio3:
         progress: ProgressFn | None,
         cancel: threading.Event | None,
     ) -> RenderResult:
-        settings = self._checked(settings, init_audio)
+        settings = checked_settings(settings, init_audio, self.sample_rate, self.max_duration_s)
         started = time.perf_counter()
         samples = round(settings.duration_s * self.sample_rate)
         frames = self.latent_frames(settings.duration_s)
@@ -316,21 +315,6 @@ class StableAudio3:
         keep = torch.ones(1, 1, frames, device=self.device)
         keep[..., first:last] = 0.0
         return keep
-
-    def _checked(self, settings: RenderSettings, init_audio: np.ndarray | None) -> RenderSettings:
-        if settings.inpaint_range_s is not None:
-            if init_audio is None:
-                raise RenderInputError("in-painting needs the clip to in-paint")
-            clip_s = init_audio.shape[-1] / self.sample_rate
-            end = settings.inpaint_range_s[1]
-            if end > clip_s + 1e-6:
-                raise RenderInputError(
-                    f"in-paint range ends at {end:g} s but the clip is {clip_s:.2f} s long"
-                )
-            # the take is the clip, regenerated in the range: its length is the clip's
-            settings = replace(settings, duration_s=clip_s)
-        check_settings(settings, self.max_duration_s)
-        return settings
 
 
 def _step_callback(

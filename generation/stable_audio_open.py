@@ -25,7 +25,6 @@ import math
 import threading
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +43,9 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5Enc
 from generation.models import (
     Cancelled,
     ProgressFn,
-    RenderInputError,
     RenderResult,
     RenderSettings,
-    check_settings,
+    checked_settings,
     folder_sha256,
 )
 from generation.speed import (
@@ -201,7 +199,7 @@ class StableAudioOpen:
         progress: ProgressFn | None,
         cancel: threading.Event | None,
     ) -> RenderResult:
-        settings = self._checked(settings, init_audio)
+        settings = checked_settings(settings, init_audio, self.sample_rate, self.max_duration_s)
         started = time.perf_counter()
         timings: dict[str, float] = {}
         generator = torch.Generator("cpu").manual_seed(settings.seed)
@@ -291,21 +289,6 @@ class StableAudioOpen:
         scheduler.sigmas = torch.cat([sigmas, sigmas.new_zeros(1)])
         return scheduler, sigma
 
-    def _checked(self, settings: RenderSettings, init_audio: np.ndarray | None) -> RenderSettings:
-        if settings.inpaint_range_s is not None:
-            if init_audio is None:
-                raise RenderInputError("in-painting needs the clip to in-paint")
-            clip_s = init_audio.shape[-1] / self.sample_rate
-            end = settings.inpaint_range_s[1]
-            if end > clip_s + 1e-6:
-                raise RenderInputError(
-                    f"in-paint range ends at {end:g} s but the clip is {clip_s:.2f} s long"
-                )
-            # the take is the clip, regenerated in the range: its length is the clip's
-            settings = replace(settings, duration_s=clip_s)
-        check_settings(settings, self.max_duration_s)
-        return settings
-
     def _conditioning(
         self, prompt: str, negative: str | None, duration_s: float, use_cfg: bool
     ) -> dict[str, torch.Tensor]:
@@ -343,11 +326,8 @@ class StableAudioOpen:
         use_cfg = cfg > 1.0
         model_input = torch.cat([latents] * 2) if use_cfg else latents
         model_input = scheduler.scale_model_input(model_input, t)
-        rotary = cond.get("rotary")
-        if rotary is None:
-            rotary = self._rotary(latents.shape[2] + cond["global"].shape[1])
         prediction = self._denoise(
-            model_input.to(self.compute_dtype), t.unsqueeze(0), cond, rotary
+            model_input.to(self.compute_dtype), t.unsqueeze(0), cond, cond["rotary"]
         ).to(latents.dtype)
         if use_cfg:
             uncond, text = prediction.chunk(2)
@@ -384,12 +364,7 @@ class StableAudioOpen:
         args = (model_input, timestep, cond["cross"], cond["global"], rotary[0], rotary[1])
         if self._graphed is not None:
             return self._graphed(*args)
-        if self._attention_backends is not None:
-            from torch.nn.attention import sdpa_kernel
-
-            with sdpa_kernel(self._attention_backends, set_priority=True):
-                return call_transformer(self.pipe.transformer, *args)
-        return call_transformer(self.pipe.transformer, *args)
+        return call_transformer(self.pipe.transformer, *args, backends=self._attention_backends)
 
     def optimize(
         self,
@@ -445,8 +420,10 @@ class StableAudioOpen:
                 "math": SDPBackend.MATH,
             }
             self._attention_backends = [table[name] for name in names]
+        mode = (
+            (compile_mode or ("max-autotune-no-cudagraphs" if cuda else None)) if compile else None
+        )
         if compile:
-            mode = compile_mode or ("max-autotune-no-cudagraphs" if cuda else None)
             for block in pipe.transformer.transformer_blocks:
                 block.compile(mode=mode, dynamic=False)
             if compile_vae:
@@ -460,9 +437,7 @@ class StableAudioOpen:
             "fast_attention": fast_attention,
             "attention_backends": None if not cuda else list(attention_backends or names),
             "compile": compile,
-            "compile_mode": (compile_mode or ("max-autotune-no-cudagraphs" if cuda else None))
-            if compile
-            else None,
+            "compile_mode": mode,
             "compile_vae": compile_vae and compile,
             "cuda_graphs": cuda_graphs,
             "strip_weight_norm": strip_weight_norm,
