@@ -420,9 +420,8 @@ class StableAudioOpen:
                 "math": SDPBackend.MATH,
             }
             self._attention_backends = [table[name] for name in names]
-        mode = (
-            (compile_mode or ("max-autotune-no-cudagraphs" if cuda else None)) if compile else None
-        )
+        default_mode = "max-autotune-no-cudagraphs" if cuda else None
+        mode = (compile_mode or default_mode) if compile else None
         if compile:
             for block in pipe.transformer.transformer_blocks:
                 block.compile(mode=mode, dynamic=False)
