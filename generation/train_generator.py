@@ -600,7 +600,12 @@ def train_dit(
     """The DiT loop; returns (steps done, loss per 50 steps, finished)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.dit_lr, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
-    state = load_state(folder / DIT_STATE, hparams) if resume else None
+    # when the autoencoder trained further, the latents the DiT learned are gone: start over
+    state = (
+        load_state(folder / DIT_STATE, hparams, stale_if="vae_steps_done", console=console)
+        if resume
+        else None
+    )
     step, losses = 0, []
     if state is not None:
         model.load_state_dict(state["model"])
@@ -681,11 +686,23 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     os.replace(partial, path)
 
 
-def load_state(path: Path, hparams: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved training state, if any; refuses one made with other settings."""
+def load_state(
+    path: Path,
+    hparams: dict[str, Any],
+    *,
+    stale_if: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any] | None:
+    """The saved training state, if any; refuses one made with other settings. A state that
+    differs only in ``stale_if`` (what it was trained on moved on) is dropped: None."""
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, asked = json.loads(json.dumps(state["hparams"])), json.loads(json.dumps(hparams))
+    if stale_if is not None and saved.pop(stale_if) != asked.pop(stale_if) and saved == asked:
+        was, now = state["hparams"][stale_if], hparams[stale_if]
+        _say(console, f"{path.name} was made with {stale_if}={was}, now {now}: starting over")
+        return None
     if state["hparams"] != hparams:
         raise ValueError(
             f"{path} was made with {state['hparams']}, this run asks for {hparams}: "
@@ -800,10 +817,6 @@ def train_generator(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     summary.dit_parameters = sum(p.numel() for p in model.parameters())
     dit_hparams = {**vae_hparams, "vae_steps_done": vae_info["steps"], "dit_steps": dit_steps}
-    if resume and _trained_on_another_autoencoder(folder / DIT_STATE, dit_hparams):
-        # The latents it learned are gone: continuing would only average two latent spaces.
-        _say(console, "the autoencoder trained further since the DiT checkpoint: DiT starts over")
-        resume = False
     _say(console, f"DiT + text encoder + projection: {summary.dit_parameters / 1e6:.2f} M "
                   f"parameters, {dit_steps} steps")  # fmt: skip
     started = time.monotonic()
@@ -856,17 +869,6 @@ def _encode_all(
             encoded.append(encode_loop(vae, clip))
             advance()
     return encoded
-
-
-def _trained_on_another_autoencoder(path: Path, hparams: dict[str, Any]) -> bool:
-    """A DiT checkpoint of these settings, but made on an earlier state of the autoencoder."""
-    if not path.is_file():
-        return False
-    saved = torch.load(path, map_location="cpu", weights_only=False)["hparams"]
-    saved, asked = json.loads(json.dumps(saved)), json.loads(json.dumps(hparams))
-    if saved.pop("vae_steps_done") == asked.pop("vae_steps_done"):
-        return False
-    return saved == asked
 
 
 def _same_key(vae_folder: Path, hparams: dict[str, Any], steps: int | None = None) -> bool:
