@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from rich.console import Console
 
+from index.clap import SAMPLE_RATE as CLAP_RATE
 from index.clap import ClapEmbedder
 from index.decode import decode_audio, resample
 from index.demo.captions import INSTRUMENT_SYNONYMS
@@ -37,7 +38,6 @@ from index.train_clap import TrainItem, load_items
 
 BUNDLED_GENERATOR = Path(__file__).resolve().parent / "models" / "generator-demo"
 BUNDLED_CLAP = Path(__file__).resolve().parent.parent / "index" / "models" / "clap-demo"
-CLAP_RATE = 48_000
 FAMILIES: tuple[str, ...] = tuple(INSTRUMENT_SYNONYMS)
 STRENGTHS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 RANDOM_ITEMS = 8  # catalog items a seeded output is compared with, besides its seed

@@ -25,6 +25,16 @@ from index.analysis import normalise_key
 
 DEFAULT_MANIFEST_NAMES = ("licences.jsonl", "licenses.jsonl", "licences.csv", "licenses.csv")
 KNOWN_USES = frozenset({"search", "generation-seed", "commercial", "training", "preview"})
+SEED_USE = "generation-seed"  # the only licence use that lets an item seed a take
+
+
+def allowed_uses(payload: dict) -> list[str]:
+    """The licence uses a stored item's payload grants (none when it has no licence).
+
+    >>> allowed_uses({"licence": {"allowed_uses": ["search"]}}), allowed_uses({})
+    (['search'], [])
+    """
+    return list((payload.get("licence") or {}).get("allowed_uses") or [])
 
 
 class Licence(BaseModel):

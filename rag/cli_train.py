@@ -43,7 +43,7 @@ def train_clap_command(
     from index.train_clap import train_clap
 
     summary = train_clap(
-        catalog[0] if len(catalog) == 1 else catalog,
+        catalog,
         out,
         epochs=epochs,
         batch_size=batch_size,

@@ -31,6 +31,7 @@ from generation.stable_audio_open import match_channels
 from index.analysis import normalise_key
 from index.clap import ClapEmbedder
 from index.decode import Limits, UnusableFile, decode_audio, resample
+from index.manifest import SEED_USE, allowed_uses
 from index.store import Filter, Match, MatchAny, VectorStore
 from rag.catalogs import CatalogRoots
 from rag.conditioning import (
@@ -56,7 +57,6 @@ __all__ = [
     "Take",
 ]
 
-SEED_USE = "generation-seed"  # the only licence use that lets an item seed a take
 DEFAULT_STRENGTH = 0.6  # audio-to-audio: enough noise to re-imagine, enough init to keep style
 MAX_TOP_K = 16
 # Seeds are picked from this many times top-k hits, so one role cannot fill every slot while
@@ -285,7 +285,7 @@ class Orchestrator:
                 Seed(hit.id, hit.payload, hit.score)
                 for hit in hits
                 # the filter guarantees the licence use; checked again, belt and braces
-                if hit.id not in taken and SEED_USE in _uses(hit.payload)
+                if hit.id not in taken and SEED_USE in allowed_uses(hit.payload)
             ]
             seeds += pick_by_role(candidates, request.top_k)
             retrieval = {
@@ -313,10 +313,10 @@ class Orchestrator:
         if not in_scope:
             raise GenerationError(f"pinned item {item_id} not found")
         payload = points[0].payload
-        if SEED_USE not in _uses(payload):
+        if SEED_USE not in allowed_uses(payload):
             raise GenerationError(
                 f"pinned item {item_id} ({payload.get('path')}) is not licensed for "
-                f"{SEED_USE} (allowed: {', '.join(_uses(payload)) or 'none'})"
+                f"{SEED_USE} (allowed: {', '.join(allowed_uses(payload)) or 'none'})"
             )
         return Seed(item_id, payload, 1.0, pinned=True)
 
@@ -445,10 +445,6 @@ def _seed_record(seed: Seed) -> dict[str, Any]:
         },
         "alignment": seed.alignment,
     }
-
-
-def _uses(payload: dict[str, Any]) -> list[str]:
-    return list((payload.get("licence") or {}).get("allowed_uses") or [])
 
 
 def _decode(path: Path, what: str):

@@ -13,6 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from index.manifest import SEED_USE, allowed_uses
 from rag.api.auth import Principal, Tenant, TenantOrToken
 from rag.api.bodies import openapi_body, parse_body
 from rag.api.deps import (
@@ -32,7 +33,6 @@ from rag.api.tenancy import TenantScope
 router = APIRouter(prefix="/v1", tags=["generation"])
 
 Sign = Callable[[str, str], str]
-SEED_USE = "generation-seed"
 
 
 def signer_for(service: Service, principal: Principal) -> Sign:
@@ -103,7 +103,7 @@ def check_pins(service: Service, scope: TenantScope, store_names: list[str], pin
     for item_id in ids:
         # A pin always seeds, so it must be licensed to: refused now, not at render time.
         licence = visible[item_id].get("licence") or {}
-        uses = licence.get("allowed_uses") or []
+        uses = allowed_uses(visible[item_id])
         if SEED_USE not in uses:
             name = str(visible[item_id].get("path") or item_id).rsplit("/", 1)[-1]
             raise HTTPException(
