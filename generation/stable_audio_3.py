@@ -61,6 +61,7 @@ from generation.models import (
     folder_sha256,
 )
 from generation.stable_audio_open import DEFAULTS_FILE, build_tiny_tokenizer, match_channels, splice
+from index.decode import fit_length
 
 # The pipelines pad every prompt to this many tokens at most (SA3's T5Gemma context).
 PIPELINE_MAX_TOKENS = 256
@@ -174,11 +175,8 @@ class StableAudio3:
         the take through the VAE's attention.
         """
         audio = match_channels(np.asarray(audio, dtype=np.float32), self.channels)
-        padded = np.zeros(
-            (self.channels, self.latent_frames(duration_s) * self.hop_length), dtype=np.float32
-        )
-        length = min(round(duration_s * self.sample_rate), audio.shape[1])
-        padded[:, :length] = audio[:, :length]
+        take = fit_length(audio, round(duration_s * self.sample_rate))
+        padded = fit_length(take, self.latent_frames(duration_s) * self.hop_length)
         return torch.from_numpy(padded)[None].to(self.device, self.dtype)
 
     @torch.inference_mode()
@@ -190,7 +188,7 @@ class StableAudio3:
     def decode(self, latents: torch.Tensor, samples: int) -> np.ndarray:
         """Audio (channels, samples), trimmed and clamped as the pipelines do."""
         audio = self.pipe.vae.decode(latents).sample[0, :, :samples].clamp(-1.0, 1.0)
-        return _fit(audio.float().cpu().numpy(), samples)
+        return fit_length(audio.float().cpu().numpy(), samples)
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -273,7 +271,9 @@ class StableAudio3:
                 **common,
             )
             original = match_channels(np.asarray(init_audio, dtype=np.float32), self.channels)
-            audio = splice(_fit(original, samples), generated, (start_s, end_s), self.sample_rate)
+            audio = splice(
+                fit_length(original, samples), generated, (start_s, end_s), self.sample_rate
+            )
             sampler.update(guidance_scale=None, init_noise_level=1.0)
         else:
             use_cfg = settings.cfg > 1.0  # the pipeline's own test for guidance
@@ -291,7 +291,7 @@ class StableAudio3:
         sampler["scheduler"] = type(scheduler).__name__
         sampler["config"] = {k: v for k, v in scheduler.config.items() if not k.startswith("_")}
         return RenderResult(
-            audio=np.ascontiguousarray(_fit(audio, samples), dtype=np.float32),
+            audio=np.ascontiguousarray(fit_length(audio, samples), dtype=np.float32),
             sample_rate=self.sample_rate,
             denoiser_calls=steps,
             timings_s={"total_s": round(time.perf_counter() - started, 4)},
@@ -335,14 +335,6 @@ def _step_callback(
         return {}
 
     return on_step_end
-
-
-def _fit(audio: np.ndarray, samples: int) -> np.ndarray:
-    """(channels, samples) exactly: the pipelines trim at ``int(duration · rate)``, which float
-    rounding can leave one sample short of the clip."""
-    if audio.shape[1] >= samples:
-        return audio[:, :samples]
-    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
 
 
 def _scheduler_class(folder: Path) -> type:

@@ -54,6 +54,7 @@ from generation.speed import (
     fold_weight_norm,
     install_fast_attention,
 )
+from index.decode import fit_length
 
 # Optional file in a model folder with our defaults for it (the bundled model needs fewer steps
 # and a lower guidance scale than Stable Audio Open's 100 / 7).
@@ -159,10 +160,7 @@ class StableAudioOpen:
         mean is used, so encoding is deterministic.
         """
         audio = match_channels(np.asarray(audio, dtype=np.float32), self.channels)
-        samples = frames * self.hop_length
-        padded = np.zeros((self.channels, samples), dtype=np.float32)
-        length = min(samples, audio.shape[1])
-        padded[:, :length] = audio[:, :length]
+        padded = fit_length(audio, frames * self.hop_length)
         waveform = torch.from_numpy(padded)[None].to(self.device, self.compute_dtype)
         return self.pipe.vae.encode(waveform).latent_dist.mode().to(self.dtype)
 

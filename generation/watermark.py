@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from index.decode import resample
+from index.decode import fit_length, resample
 
 PAYLOAD_BITS = 32
 CRC_BITS = 16
@@ -368,7 +368,7 @@ class StftWatermark:
         x16 = resample(x, sample_rate, FS)
         # The budget in 16 kHz samples: energy per second is what must match across rates.
         budget = energy_x * FS / sample_rate * 10 ** (-self.snr_db / 10)
-        mark = _fit_length(resample(self._mark16(x16, chips, budget), FS, sample_rate), x.shape[1])
+        mark = fit_length(resample(self._mark16(x16, chips, budget), FS, sample_rate), x.shape[1])
         energy_m = float(np.sum(mark.astype(np.float64) ** 2))
         if energy_m > 0 and energy_x / energy_m < 10 ** (self.snr_db / 10):
             # STFT consistency and resampling move the energy a little: never below the target
@@ -528,13 +528,6 @@ def fold(cells: np.ndarray) -> tuple[np.ndarray, float]:
     return padded.reshape(reps, BLOCK_CELLS, -1).sum(axis=0), n / BLOCK_CELLS
 
 
-def _fit_length(y: np.ndarray, n: int) -> np.ndarray:
-    """Trim or zero-pad (channels, samples) to ``n`` samples (resampling may be off by one)."""
-    if y.shape[1] >= n:
-        return y[:, :n]
-    return np.pad(y, ((0, 0), (0, n - y.shape[1])))
-
-
 # ---------------------------------------------------------------------------------------------
 # AudioSeal (optional backend, local weights only).
 
@@ -601,7 +594,7 @@ class AudioSealWatermark:
                 msg = torch.from_numpy(msgs[i % 3].astype(np.int64))[None]
                 wm = self.generator.get_watermark(chunk[:, None, :], self.rate, message=msg)
                 mark16[:, start : start + seg] = wm[:, 0, :].numpy()
-        mark = _fit_length(resample(mark16, self.rate, sample_rate), x.shape[1])
+        mark = fit_length(resample(mark16, self.rate, sample_rate), x.shape[1])
         marked = x + mark
         limit = max(1.0, float(np.abs(x).max()))
         peak = float(np.abs(marked).max())

@@ -117,6 +117,17 @@ def check_wav_complete(path: Path) -> None:
             f.seek(size + (size & 1), 1)  # chunks are word-aligned
 
 
+def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
+    """(channels, samples) audio trimmed or zero-padded to exactly ``samples``.
+
+    >>> fit_length(np.ones((2, 3)), 5).tolist()
+    [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0]]
+    """
+    if audio.shape[1] >= samples:
+        return audio[:, :samples]
+    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
+
+
 def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample along the last axis (soxr, high quality).
 
