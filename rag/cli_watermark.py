@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from generation.watermark import Detection
+from rag.provenance import take_summary
 from rag.settings import get_settings
 
 watermark_app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -70,53 +71,6 @@ def detection_report(
         "take": take_summary(manifest) if manifest is not None else None,
         "manifest": manifest,
     }
-
-
-def take_summary(manifest: dict[str, Any]) -> dict[str, Any]:
-    """Take id, prompt and seeding items read defensively: older manifests may lack keys."""
-    return {
-        "take_id": manifest.get("take_id") or manifest.get("id"),
-        "created_at": manifest.get("created_at"),
-        "prompt": _prompt(manifest),
-        "model": _get(manifest, "model", "id"),
-        "seeds": [_seed(s) for s in _list(manifest.get("seeds") or manifest.get("seeding_items"))],
-    }
-
-
-def _prompt(manifest: dict[str, Any]) -> str | None:
-    """The user's prompt: ``prompt.user``, a plain ``prompt`` string, or ``request.prompt``."""
-    prompt = manifest.get("prompt")
-    if isinstance(prompt, dict):
-        prompt = prompt.get("user") or prompt.get("enriched")
-    if not prompt:
-        prompt = _get(manifest, "request", "prompt")
-    return str(prompt) if prompt else None
-
-
-def _seed(seed: Any) -> dict[str, Any]:
-    if not isinstance(seed, dict):
-        return {"id": str(seed)}
-    licence = seed.get("licence") if isinstance(seed.get("licence"), dict) else {}
-    return {
-        "id": seed.get("id"),
-        "path": seed.get("path"),
-        "licence_id": licence.get("id"),
-        "holder": licence.get("holder"),
-        "allowed_uses": _list(licence.get("allowed_uses")),
-        "attribution": licence.get("attribution"),
-    }
-
-
-def _get(d: dict[str, Any], *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(key)
-    return d
-
-
-def _list(value: Any) -> list:
-    return list(value) if isinstance(value, list | tuple) else []
 
 
 def print_report(report: dict[str, Any]) -> None:

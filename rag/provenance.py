@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from generation.watermark import PAYLOAD_BITS, AudioSealWatermark, StftWatermark, Watermarker
 from rag.keyfiles import secret_file
@@ -110,3 +110,54 @@ def load_watermarker(settings: Settings) -> Watermarker:
             )
         return AudioSealWatermark.from_local(settings.audioseal_model)
     return StftWatermark(watermark_secret(settings))
+
+
+# --- what a manifest says, for people tracing a file ------------------------------------------
+
+
+def take_summary(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Take id, prompt and seeding items read defensively: older manifests may lack keys."""
+    return {
+        "take_id": manifest.get("take_id") or manifest.get("id"),
+        "created_at": manifest.get("created_at"),
+        "prompt": _prompt(manifest),
+        "model": _get(manifest, "model", "id"),
+        "seeds": [_seed(s) for s in _list(manifest.get("seeds") or manifest.get("seeding_items"))],
+    }
+
+
+def _prompt(manifest: dict[str, Any]) -> str | None:
+    """The user's prompt: ``prompt.user``, a plain ``prompt`` string, or ``request.prompt``."""
+    prompt = manifest.get("prompt")
+    if isinstance(prompt, dict):
+        prompt = prompt.get("user") or prompt.get("enriched")
+    if not prompt:
+        prompt = _get(manifest, "request", "prompt")
+    return str(prompt) if prompt else None
+
+
+def _seed(seed: Any) -> dict[str, Any]:
+    if not isinstance(seed, dict):
+        return {"id": str(seed)}
+    licence = seed.get("licence") if isinstance(seed.get("licence"), dict) else {}
+    return {
+        "id": seed.get("id"),
+        "path": seed.get("path"),
+        "catalog": seed.get("catalog"),
+        "licence_id": licence.get("id"),
+        "holder": licence.get("holder"),
+        "allowed_uses": _list(licence.get("allowed_uses")),
+        "attribution": licence.get("attribution"),
+    }
+
+
+def _get(d: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(d, dict):
+            return None
+        d = d.get(key)
+    return d
+
+
+def _list(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else []

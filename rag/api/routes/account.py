@@ -189,37 +189,29 @@ def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
 
 
 def _summary(job: dict[str, Any], scope: TenantScope) -> TakeSummary:
-    manifest = job["manifest"] or {}
-    prompt = manifest.get("prompt")
-    if isinstance(prompt, dict):
-        prompt = prompt.get("user") or prompt.get("enriched")
-    if not prompt and isinstance(manifest.get("request"), dict):
-        prompt = manifest["request"].get("prompt")
-    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
+    """The take as the CLI's ``watermark detect`` reads it, with the job's ids and the seeds'
+    catalogs named as this tenant knows them."""
+    from rag.provenance import take_summary
+
+    summary = take_summary(job["manifest"] or {})
     seeds = []
-    for seed in manifest.get("seeds") or []:
-        if not isinstance(seed, dict):
-            continue
-        licence = seed.get("licence") if isinstance(seed.get("licence"), dict) else {}
+    for seed in summary["seeds"]:
         catalog = scope.by_store_name(str(seed.get("catalog")))
+        fields = ("id", "path", "licence_id", "holder", "attribution")
         seeds.append(
             SeedSummary(
-                id=_str(seed.get("id")),
-                path=_str(seed.get("path")),
+                **{key: _str(seed.get(key)) for key in fields},
                 catalog=catalog.name if catalog else None,
-                licence_id=_str(licence.get("id")),
-                holder=_str(licence.get("holder")),
-                allowed_uses=[str(u) for u in licence.get("allowed_uses") or []],
-                attribution=_str(licence.get("attribution")),
+                allowed_uses=[str(use) for use in seed.get("allowed_uses") or []],
             )
         )
     return TakeSummary(
         take_id=job["take_id"],
         job_id=job["id"],
         session_id=job["session_id"],
-        created_at=_str(manifest.get("created_at")),
-        prompt=_str(prompt),
-        model=_str(model.get("id")),
+        created_at=_str(summary["created_at"]),
+        prompt=summary["prompt"],
+        model=_str(summary["model"]),
         seeds=seeds,
     )
 
