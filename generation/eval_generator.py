@@ -34,7 +34,7 @@ from index.clap import SAMPLE_RATE as CLAP_RATE
 from index.clap import ClapEmbedder
 from index.decode import decode_audio, resample
 from index.demo.captions import INSTRUMENT_SYNONYMS
-from index.train_clap import TrainItem, load_items
+from index.train_clap import TrainItem, load_items, say
 
 BUNDLED_GENERATOR = Path(__file__).resolve().parent / "models" / "generator-demo"
 BUNDLED_CLAP = Path(__file__).resolve().parent.parent / "index" / "models" / "clap-demo"
@@ -115,7 +115,7 @@ def evaluate_generator(
     judge = ClapJudge(ClapEmbedder.from_pretrained(clap), rate)
 
     items = load_items(catalog)
-    _say(console, f"decoding {len(items)} held-out stems")
+    say(console, f"decoding {len(items)} held-out stems")
     clips = []
     for item in items:
         audio = decode_audio(Path(catalog) / item.path)
@@ -142,7 +142,7 @@ def evaluate_generator(
         "stems": len(tested),
         "target": TARGETS["autoencoder"],
     }  # fmt: skip
-    _say(console, f"autoencoder round trip: mean CLAP cosine {cosines.mean():.3f}")
+    say(console, f"autoencoder round trip: mean CLAP cosine {cosines.mean():.3f}")
 
     # --- text-to-audio through the stock pipeline
     truth = [items[i].meta["instrument"] for i in chosen]
@@ -172,8 +172,8 @@ def evaluate_generator(
         "pipeline_render_s_mean": float(np.mean(render_seconds)),
         "target": TARGETS["text_to_audio"],
     }  # fmt: skip
-    _say(console, f"text-to-audio: family agreement {agreement:.2f} (real stems: "
-                  f"{result['text_to_audio']['real_stems_agreement']:.2f})")  # fmt: skip
+    say(console, f"text-to-audio: family agreement {agreement:.2f} (real stems: "
+                 f"{result['text_to_audio']['real_stems_agreement']:.2f})")  # fmt: skip
 
     # --- retrieval-seeded renders and the strength sweep, through our sampler
     rng = np.random.default_rng([seed, 12])
@@ -209,7 +209,7 @@ def evaluate_generator(
         "requests": len(sweep),
         "monotonic": bool(all(a >= b for a, b in itertools.pairwise(means))),
     }  # fmt: skip
-    _say(console, f"seeded: {np.mean(nearer):.0%} nearer their seed; sweep {means}")
+    say(console, f"seeded: {np.mean(nearer):.0%} nearer their seed; sweep {means}")
     result["seconds"] = time.perf_counter() - started
     return result
 
@@ -258,8 +258,3 @@ def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str, path: Path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
     plt.close(figure)
-
-
-def _say(console: Console | None, message: str) -> None:
-    if console is not None:
-        console.print(message)

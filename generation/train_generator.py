@@ -39,10 +39,8 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,11 +57,19 @@ from diffusers import (
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio import StableAudioProjectionModel
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 from index.decode import decode_audio, resample
-from index.train_clap import TrainItem, load_items, tokenizer_corpus, training_caption
+from index.train_clap import (
+    TrainItem,
+    load_items,
+    load_state,
+    progress_bar,
+    save_state,
+    say,
+    tokenizer_corpus,
+    training_caption,
+)
 
 SAMPLE_RATE = 16_000
 HOP = 256  # 4 x 4 x 4 x 4: 62.5 latent frames per second
@@ -156,7 +162,7 @@ class GeneratorSummary:
 def decode_clips(catalog: Path, items: Sequence[TrainItem], console: Console | None) -> list:
     """Every stem as a 16 kHz mono float16 tensor (float16 halves ~150 MB; ~-90 dB noise)."""
     clips = []
-    with _bar(console, "decoding to 16 kHz mono", len(items)) as advance:
+    with progress_bar(console, "decoding to 16 kHz mono", len(items), transient=False) as advance:
         for item in items:
             audio = decode_audio(Path(catalog) / item.path)
             y = resample(audio.mono(), audio.sr, SAMPLE_RATE).astype(np.float32)
@@ -172,10 +178,7 @@ def cached(path: Path, key: dict[str, Any], build: Callable[[], Any]) -> Any:
         if stored["key"] == key:
             return stored["value"]
     value = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save({"key": key, "value": value}, partial)
-    os.replace(partial, path)
+    save_state(path, {"key": key, "value": value})
     return value
 
 
@@ -291,7 +294,7 @@ def train_vae(
         step, losses = state["step"], state["losses"]
         if state["finished"] and step >= steps:
             return step, losses, True
-        _say(console, f"resuming the autoencoder at step {step}/{steps}")
+        say(console, f"resuming the autoencoder at step {step}/{steps}")
 
     def save(finished: bool) -> None:
         save_state(folder / VAE_STATE, {
@@ -303,7 +306,7 @@ def train_vae(
     vae.train()
     window: list[float] = []
     last_save = time.monotonic()
-    with _bar(console, "autoencoder", steps, completed=step) as advance:
+    with progress_bar(console, "autoencoder", steps, completed=step, transient=False) as advance:
         while step < steps:
             rng = np.random.default_rng([seed, 3, step])
             audio = vae_batch(clips, config, rng)
@@ -319,13 +322,13 @@ def train_vae(
                 losses.append(float(np.mean(window)))
                 window = []
                 if len(losses) % 5 == 0:  # a log line every 250 steps, for logs without a tty
-                    _say(console, f"autoencoder step {step}/{steps}  loss {losses[-1]:.4f}")
+                    say(console, f"autoencoder step {step}/{steps}  loss {losses[-1]:.4f}")
             advance(f"loss {loss.item():.3f}  l1 {parts['l1']:.4f}  stft {parts['stft']:.3f}")
             if stop_after is not None and step >= stop_after:
                 save(False)
                 return step, losses, False
             if time.monotonic() > deadline:
-                _say(console, f"autoencoder: time budget reached at step {step}/{steps}")
+                say(console, f"autoencoder: time budget reached at step {step}/{steps}")
                 break
             if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
                 save(False)
@@ -615,7 +618,7 @@ def train_dit(
         step, losses = state["step"], state["losses"]
         if state["finished"] and step >= steps:
             return step, losses, True
-        _say(console, f"resuming the DiT at step {step}/{steps}")
+        say(console, f"resuming the DiT at step {step}/{steps}")
 
     def save(finished: bool) -> None:
         save_state(folder / DIT_STATE, {
@@ -627,7 +630,9 @@ def train_dit(
     model.train()
     window: list[float] = []
     last_save = time.monotonic()
-    with _bar(console, "diffusion transformer", steps, completed=step) as advance:
+    with progress_bar(
+        console, "diffusion transformer", steps, completed=step, transient=False
+    ) as advance:
         while step < steps:
             rng = np.random.default_rng([seed, 6, step])
             generator = torch.Generator().manual_seed(seed * 1_000_003 + 7 * step + 1)
@@ -645,13 +650,13 @@ def train_dit(
                 losses.append(float(np.mean(window)))
                 window = []
                 if len(losses) % 5 == 0:
-                    _say(console, f"DiT step {step}/{steps}  loss {losses[-1]:.4f}")
+                    say(console, f"DiT step {step}/{steps}  loss {losses[-1]:.4f}")
             advance(f"loss {loss.item():.4f}  (50-step mean {losses[-1] if losses else 0:.4f})")
             if stop_after is not None and step >= stop_after:
                 save(False)
                 return step, losses, False
             if time.monotonic() > deadline:
-                _say(console, f"DiT: time budget reached at step {step}/{steps}")
+                say(console, f"DiT: time budget reached at step {step}/{steps}")
                 break
             if time.monotonic() - last_save > CHECKPOINT_EVERY_S:
                 save(False)
@@ -676,39 +681,6 @@ def warmup_cosine(
         return floor + (1 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor
-
-
-def save_state(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
-
-
-def load_state(
-    path: Path,
-    hparams: dict[str, Any],
-    *,
-    stale_if: str | None = None,
-    console: Console | None = None,
-) -> dict[str, Any] | None:
-    """The saved training state, if any; refuses one made with other settings. A state that
-    differs only in ``stale_if`` (what it was trained on moved on) is dropped: None."""
-    if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    saved, asked = json.loads(json.dumps(state["hparams"])), json.loads(json.dumps(hparams))
-    if stale_if is not None and saved.pop(stale_if) != asked.pop(stale_if) and saved == asked:
-        was, now = state["hparams"][stale_if], hparams[stale_if]
-        _say(console, f"{path.name} was made with {stale_if}={was}, now {now}: starting over")
-        return None
-    if state["hparams"] != hparams:
-        raise ValueError(
-            f"{path} was made with {state['hparams']}, this run asks for {hparams}: "
-            "rerun with the same settings, or with --no-resume to start over"
-        )
-    return state
 
 
 # --- 7. the run ---------------------------------------------------------------------------------
@@ -761,8 +733,8 @@ def train_generator(
         torch.manual_seed(seed)
         vae = build_vae(config).to(device)
         summary.vae_parameters = sum(p.numel() for p in vae.parameters())
-        _say(console, f"autoencoder: {len(items)} stems, {summary.vae_parameters / 1e6:.2f} M "
-                      f"parameters, {vae_steps} steps")  # fmt: skip
+        say(console, f"autoencoder: {len(items)} stems, {summary.vae_parameters / 1e6:.2f} M "
+                     f"parameters, {vae_steps} steps")  # fmt: skip
         step, losses, finished = train_vae(
             vae, [c.to(device) for c in clips], config, steps=vae_steps, seed=seed,
             folder=folder, hparams=vae_hparams, resume=resume, deadline=started + budget,
@@ -785,9 +757,9 @@ def train_generator(
             (vae_folder / "key.json").write_text(json.dumps(vae_info))
             latent_key = {**audio_key, "vae": json.loads(json.dumps(vae_info))}
             cached(folder / LATENTS_FILE, latent_key, lambda: [z / scale for z in raw])
-            _say(console, f"autoencoder: {step} steps, final loss "
-                          f"{losses[-1] if losses else float('nan'):.3f}; latents divided by "
-                          f"{scale:.3f} (folded into the weights)")  # fmt: skip
+            say(console, f"autoencoder: {step} steps, final loss "
+                         f"{losses[-1] if losses else float('nan'):.3f}; latents divided by "
+                         f"{scale:.3f} (folded into the weights)")  # fmt: skip
     if stage == "vae":
         return summary
 
@@ -806,7 +778,7 @@ def train_generator(
     )  # fmt: skip
     silence = silence_latent(vae)
     spread = torch.cat(latents, dim=1)
-    _say(console, f"latents: std {spread.std().item():.3f}, mean {spread.mean().item():.3f}")
+    say(console, f"latents: std {spread.std().item():.3f}, mean {spread.mean().item():.3f}")
 
     tokenizer = build_tokenizer(items, seed, config.vocab_size)
     torch.manual_seed(seed + 1)
@@ -817,8 +789,8 @@ def train_generator(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     summary.dit_parameters = sum(p.numel() for p in model.parameters())
     dit_hparams = {**vae_hparams, "vae_steps_done": vae_info["steps"], "dit_steps": dit_steps}
-    _say(console, f"DiT + text encoder + projection: {summary.dit_parameters / 1e6:.2f} M "
-                  f"parameters, {dit_steps} steps")  # fmt: skip
+    say(console, f"DiT + text encoder + projection: {summary.dit_parameters / 1e6:.2f} M "
+                 f"parameters, {dit_steps} steps")  # fmt: skip
     started = time.monotonic()
     step, losses, finished = train_dit(
         model, ema, tokenizer, latents, items, silence, config, steps=dit_steps, seed=seed,
@@ -864,7 +836,7 @@ def _encode_all(
     vae: AutoencoderOobleck, clips: Sequence[torch.Tensor], console: Console | None
 ) -> list[torch.Tensor]:
     encoded = []
-    with _bar(console, "encoding latents", len(clips)) as advance:
+    with progress_bar(console, "encoding latents", len(clips), transient=False) as advance:
         for clip in clips:
             encoded.append(encode_loop(vae, clip))
             advance()
@@ -882,25 +854,3 @@ def _same_key(vae_folder: Path, hparams: dict[str, Any], steps: int | None = Non
 
 
 # --- console helpers ----------------------------------------------------------------------------
-
-
-def _say(console: Console | None, message: str) -> None:
-    if console is not None:
-        console.print(message)
-
-
-@contextmanager
-def _bar(
-    console: Console | None, description: str, total: int, completed: int = 0
-) -> Iterator[Callable[..., None]]:
-    """A rich progress bar (nothing when ``console`` is None); yields ``advance``."""
-    if console is None:
-        yield lambda status="": None
-        return
-    columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("[dim]{task.fields[status]}"),
-    )  # fmt: skip
-    with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task(description, total=total, completed=completed, status="")
-        yield lambda status="": progress.update(task, advance=1, status=status)

@@ -225,7 +225,7 @@ def build_features(
     """
     frames = extractor.nb_max_samples // extractor.hop_length + 1
     features = torch.empty((len(items), views, frames, extractor.feature_size), dtype=torch.float16)
-    with _bar(console, "decoding + log-mel", len(items)) as advance:
+    with progress_bar(console, "decoding + log-mel", len(items)) as advance:
         for index, item in enumerate(items):
             audio = decode_audio(Path(catalog) / item.path)
             clip = resample(audio.mono(), audio.sr, SAMPLE_RATE)
@@ -559,26 +559,45 @@ def run_epoch(
 # --- 6. checkpoints -----------------------------------------------------------------------------
 
 
-def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
-    """Write the training state atomically: a crash mid-write leaves the previous one intact."""
-    folder.mkdir(parents=True, exist_ok=True)
-    partial = folder / (CHECKPOINT_FILE + ".partial")
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
     torch.save(state, partial)
-    os.replace(partial, folder / CHECKPOINT_FILE)
+    os.replace(partial, path)
 
 
-def load_checkpoint(folder: Path, hparams: dict[str, Any]) -> dict[str, Any] | None:
-    """The saved training state, if any; refuses one made with other settings."""
-    path = folder / CHECKPOINT_FILE
+def load_state(
+    path: Path,
+    hparams: dict[str, Any],
+    *,
+    stale_if: str | None = None,
+    console: Console | None = None,
+) -> dict[str, Any] | None:
+    """The saved training state, if any; refuses one made with other settings. A state that
+    differs only in ``stale_if`` (what it was trained on moved on) is dropped: None."""
     if not path.is_file():
         return None
     state = torch.load(path, map_location="cpu", weights_only=False)
+    saved, asked = json.loads(json.dumps(state["hparams"])), json.loads(json.dumps(hparams))
+    if stale_if is not None and saved.pop(stale_if) != asked.pop(stale_if) and saved == asked:
+        was, now = state["hparams"][stale_if], hparams[stale_if]
+        say(console, f"{path.name} was made with {stale_if}={was}, now {now}: starting over")
+        return None
     if state["hparams"] != hparams:
         raise ValueError(
             f"{path} was made with {state['hparams']}, this run asks for {hparams}: "
             "rerun with the same settings, or with --no-resume to start over"
         )
     return state
+
+
+def save_checkpoint(folder: Path, state: dict[str, Any]) -> None:
+    save_state(folder / CHECKPOINT_FILE, state)
+
+
+def load_checkpoint(folder: Path, hparams: dict[str, Any]) -> dict[str, Any] | None:
+    return load_state(folder / CHECKPOINT_FILE, hparams)
 
 
 # --- 7. the run ---------------------------------------------------------------------------------
@@ -653,23 +672,23 @@ def train_clap(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         first_epoch, epoch_losses = state["epoch"], list(state["epoch_losses"])
-        _say(console, f"resuming from {checkpoint} after epoch {first_epoch}/{epochs}")
+        say(console, f"resuming from {checkpoint} after epoch {first_epoch}/{epochs}")
     else:
-        with _bar(console, "text warm-up", text_warmup_steps) as advance:
+        with progress_bar(console, "text warm-up", text_warmup_steps) as advance:
             warm_up_text_tower(
                 model, tokenizer, items, groups, steps=text_warmup_steps, lr=lr, seed=seed,
                 device=device, advance=advance,
             )  # fmt: skip
 
     parameters = sum(p.numel() for p in model.parameters())
-    _say(
+    say(
         console,
         f"{len(items)} stems, {len(group_names)} family/style groups, "
         f"{parameters / 1e6:.2f} M parameters, {steps_per_epoch} steps per epoch",
     )
     for epoch in range(first_epoch, epochs):
         epoch_started = time.perf_counter()
-        with _bar(console, f"epoch {epoch + 1}/{epochs}", steps_per_epoch) as advance:
+        with progress_bar(console, f"epoch {epoch + 1}/{epochs}", steps_per_epoch) as advance:
             loss = run_epoch(
                 model, optimizer, scheduler, tokenizer, items, features, groups,
                 batch_size=batch_size, seed=seed, epoch=epoch, device=device,
@@ -682,10 +701,10 @@ def train_clap(
             "model": model.state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
         })  # fmt: skip
-        _say(console, f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  "
-                      f"lr {scheduler.get_last_lr()[0]:.2e}  "
-                      f"logit scale {model.logit_scale_a.exp().item():.1f}  "
-                      f"{time.perf_counter() - epoch_started:.1f} s")  # fmt: skip
+        say(console, f"epoch {epoch + 1}/{epochs}  loss {loss:.4f}  "
+                     f"lr {scheduler.get_last_lr()[0]:.2e}  "
+                     f"logit scale {model.logit_scale_a.exp().item():.1f}  "
+                     f"{time.perf_counter() - epoch_started:.1f} s")  # fmt: skip
 
     save_model(model, tokenizer, extractor, out)
     summary = TrainSummary(
@@ -727,14 +746,20 @@ def save_model(
 # --- console helpers ----------------------------------------------------------------------------
 
 
-def _say(console: Console | None, message: str) -> None:
+def say(console: Console | None, message: str) -> None:
     if console is not None:
         console.print(message)
 
 
 @contextmanager
-def _bar(console: Console | None, description: str, total: int) -> Iterator[Callable[..., None]]:
-    """A transient rich progress bar (nothing when ``console`` is None); yields ``advance``."""
+def progress_bar(
+    console: Console | None,
+    description: str,
+    total: int,
+    completed: int = 0,
+    transient: bool = True,
+) -> Iterator[Callable[..., None]]:
+    """A rich progress bar (nothing when ``console`` is None); yields ``advance``."""
     if console is None:
         yield lambda status="": None
         return
@@ -742,6 +767,6 @@ def _bar(console: Console | None, description: str, total: int) -> Iterator[Call
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TextColumn("[dim]{task.fields[status]}"),
     )  # fmt: skip
-    with Progress(*columns, console=console, transient=True) as progress:
-        task = progress.add_task(description, total=total, status="")
+    with Progress(*columns, console=console, transient=transient) as progress:
+        task = progress.add_task(description, total=total, completed=completed, status="")
         yield lambda status="": progress.update(task, advance=1, status=status)
