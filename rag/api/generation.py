@@ -11,10 +11,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from index.clap import ClapEmbedder
-from index.store import VectorStore
-from rag.settings import Settings
-
 log = logging.getLogger(__name__)
 
 # Settings that map one to one onto GenerateRequest fields.
@@ -74,25 +70,3 @@ def build_generate_request(spec: dict[str, Any]) -> Any:
         like=Path(spec["like"]) if spec.get("like") else None,
         inpaint=Path(spec["inpaint"]) if spec.get("inpaint") else None,
     )
-
-
-def load_orchestrator(settings: Settings, store: VectorStore, embedder: ClapEmbedder) -> Any:
-    """The orchestrator, sharing the app's store and CLAP (the embedded store allows one open
-    per process, and one CLAP in memory is enough)."""
-    from rag.components import load_orchestrator as load
-
-    orchestrator = load(settings, store=store, embedder=embedder)
-    notice = getattr(orchestrator, "generator_notice", None)
-    if notice:
-        log.warning(notice)
-    return orchestrator
-
-
-def precheck(orchestrator: Any, request: Any) -> None:
-    """What the orchestrator would refuse before rendering — invalid settings, a blocked term
-    nobody in scope licensed — raised now (GenerationError / BlockedPrompt, both ValueError), so
-    the client gets a 422 instead of a job that fails later. (A test's queue-only stand-in
-    may have nothing to check.)"""
-    check = getattr(orchestrator, "check", None)
-    if check is not None:
-        check(request)

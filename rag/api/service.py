@@ -145,10 +145,15 @@ class Service:
         self.ready.set()
 
     def _load_orchestrator(self) -> Generates:
-        from rag.api.generation import load_orchestrator
+        """The orchestrator, sharing the app's store and CLAP (the embedded store allows one
+        open per process, and one CLAP in memory is enough)."""
+        from rag.components import load_orchestrator
 
         assert self.store is not None and self.embedder is not None
-        return load_orchestrator(self.settings, self.store, self.embedder)
+        orchestrator = load_orchestrator(self.settings, store=self.store, embedder=self.embedder)
+        if orchestrator.generator_notice:
+            log.warning(orchestrator.generator_notice)
+        return orchestrator
 
     def stop(self) -> None:
         with self._locks_lock:

@@ -147,10 +147,17 @@ def enqueue(
 
 
 def precheck(service: Service, spec: dict[str, Any]) -> None:
-    from rag.api.generation import build_generate_request, precheck
+    """What the orchestrator would refuse before rendering — invalid settings, a blocked term
+    nobody in scope licensed — raised now (GenerationError / BlockedPrompt, both ValueError), so
+    the client gets a 422 instead of a job that fails later. (A test's queue-only stand-in
+    may have nothing to check.)"""
+    from rag.api.generation import build_generate_request
 
+    check = getattr(service.orchestrator, "check", None)
+    if check is None:
+        return
     try:
-        precheck(service.orchestrator, build_generate_request(spec))
+        check(build_generate_request(spec))
     except ValueError as err:  # GenerationError / BlockedPrompt: the message names the fix
         term = getattr(err, "term", None)
         raise HTTPException(

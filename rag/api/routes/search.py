@@ -18,7 +18,7 @@ from rag.api.bodies import openapi_body, parse_body
 from rag.api.deps import ReadyService, Scope, catalogs_in_scope, check_item_id, not_found
 from rag.api.schemas import ItemOut, Problem, SearchBody, SearchHitOut, SearchResponse
 from rag.api.service import Service
-from rag.api.tenancy import TenantScope, scope_for
+from rag.api.tenancy import ScopedStore, TenantScope, scope_for
 from rag.catalogs import CatalogRoots
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -63,7 +63,7 @@ def _search(
     scope: TenantScope,
     body: SearchBody,
     clip: Path | None,
-    principal: Principal | None = None,
+    principal: Principal,
 ) -> SearchResponse:
     from rag.search import SearchError, SearchRequest, search
 
@@ -86,7 +86,7 @@ def _search(
         uses=tuple(dict.fromkeys(["search", *body.uses])),
         limit=min(body.limit, service.settings.api_max_search_results),
     )
-    view = _view(service, scope, names)
+    view = ScopedStore(service.store, names)
     started = time.perf_counter()
     try:
         hits = search(view, service.embedder, request)
@@ -109,18 +109,9 @@ def _search(
     return SearchResponse(hits=out)
 
 
-def _links(service: Service, principal: Principal | None, item_id: str) -> dict[str, str]:
+def _links(service: Service, principal: Principal, item_id: str) -> dict[str, str]:
     path = f"/v1/items/{item_id}/audio"
-    if principal is None:
-        return {"audio": path}
     return {"audio": path, "audio_signed": service.signer.url(principal.key_id, path)}
-
-
-def _view(service: Service, scope: TenantScope, store_names: list[str]):
-    from rag.api.tenancy import ScopedStore
-
-    assert service.store is not None
-    return ScopedStore(service.store, store_names)
 
 
 def find_item(service: Service, scope: TenantScope, item_id: str) -> dict[str, Any]:
