@@ -1,4 +1,4 @@
-"""From API bodies to the orchestrator's requests, and loading the orchestrator for the app.
+"""From API bodies to the orchestrator's requests.
 
 A job's *spec* (stored as JSON with the job) holds everything needed to run it again: the merged
 generation settings, the catalogs (as store names, resolved when the job was accepted), the
@@ -7,11 +7,8 @@ pinned item ids and the paths of its uploaded reference clips (kept under data_d
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 # Settings that map one to one onto GenerateRequest fields.
 SETTING_FIELDS = (
