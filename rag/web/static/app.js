@@ -48,11 +48,14 @@ function toast(message, kind = "error", { timeout = 9000 } = {}) {
   return el;
 }
 
+/** The API refused the key: the sign-in card, not a toast, says so. */
+const isUnauthorized = (err) => err instanceof ApiError && err.status === 401;
+
 function fail(err, what) {
   if (err?.name === "AbortError") return;
   const message = err instanceof ApiError ? err.message : `${what ? what + ": " : ""}${err?.message || err}`;
   console.warn(what, err);
-  if (err instanceof ApiError && err.status === 401) return; // the sign-in card says it
+  if (isUnauthorized(err)) return; // the sign-in card says it
   toast(what && err instanceof ApiError ? `${what}: ${message}` : message);
 }
 
@@ -96,7 +99,7 @@ $("#signin-form").addEventListener("submit", async (e) => {
     await signIn(key);
     $("#signin-key").value = "";
   } catch (err) {
-    if (!(err instanceof ApiError && err.status === 401)) {
+    if (!isUnauthorized(err)) {
       auth.key = "";
       $("#signin-error").textContent = err.message;
     }
@@ -145,8 +148,9 @@ function meta(p) {
 }
 
 /** An item's audio for the player: its signed URL (streams) and its authenticated path. */
+const itemPath = (id) => `/v1/items/${id}/audio`;
 function itemAudio(id) {
-  return { src: state.items.get(id)?.links?.audio_signed, path: `/v1/items/${id}/audio` };
+  return { src: state.items.get(id)?.links?.audio_signed, path: itemPath(id) };
 }
 
 const fmtBpm = (b) => (b == null ? "—" : `${Math.round(b * 10) / 10}`);
@@ -189,7 +193,7 @@ const USE_NAMES = { "generation-seed": "generation seed" };
 /** Fill the filter inputs with what the caller's catalogs actually hold (GET /v1/facets). */
 async function loadFacets() {
   let f;
-  try { f = await api.get("/v1/facets"); } catch (err) { if (!(err instanceof ApiError && err.status === 401)) console.warn("facets", err); return; }
+  try { f = await api.get("/v1/facets"); } catch (err) { if (!isUnauthorized(err)) console.warn("facets", err); return; }
   const fill = (list, values) => list.replaceChildren(...values.map((v) => h("option", { value: v })));
   fill($("#instruments"), f.instruments);
   fill($("#genres"), f.genres);
@@ -280,7 +284,7 @@ function renderResults() {
 
 function resultRow(hit, i) {
   const m = meta(hit.payload);
-  const path = `/v1/items/${hit.id}/audio`;
+  const path = itemPath(hit.id);
   const canvas = h("canvas.wave", { "aria-hidden": "true" });
   const row = h("li.result", { id: `r-${i}`, role: "option", "aria-selected": "false", dataset: { id: hit.id } },
     h("button.play", { type: "button", tabindex: "-1", "aria-label": `Play ${m.name}`, onclick: (e) => { e.stopPropagation(); select(i); togglePlay(hit.id); } }),
@@ -406,7 +410,7 @@ $("#clip-clear").addEventListener("click", (e) => { e.stopPropagation(); setClip
 
 async function findSimilar(id) {
   try {
-    const a = await loadAudio(`/v1/items/${id}/audio`);
+    const a = await loadAudio(itemPath(id));
     const m = meta((await itemInfo(id)).payload);
     $("#q").value = "";
     setClip(a.blob, m.name);
@@ -524,7 +528,7 @@ async function renderPins() {
           h("span.tag.num", {}, fmtKey(m.key)),
           h("span.holder", {}, m.licence.holder || "—"))),
       h("button.btn.small.ghost.unpin", { type: "button", "aria-label": `Unpin ${m.name}`, onclick: () => togglePin(item.id) }, "Unpin"));
-    if (!item.missing) requestAnimationFrame(() => queueWave(`/v1/items/${item.id}/audio`, canvas));
+    if (!item.missing) requestAnimationFrame(() => queueWave(itemPath(item.id), canvas));
     return el;
   }));
   // Licences in play, grouped by holder.
@@ -600,7 +604,7 @@ async function submitJob(send, what) {
     return job;
   } catch (err) {
     if (err?.name === "AbortError") return null;
-    if (err instanceof ApiError && err.status === 401) return null;
+    if (isUnauthorized(err)) return null;
     const message = err instanceof ApiError ? err.message : `${what} failed: ${err?.message || err}`;
     const box = $("#render-error");
     box.hidden = false;
@@ -674,7 +678,7 @@ function poll(jobId) {
       }
     } catch (err) {
       state.polling.delete(jobId);
-      if (!(err instanceof ApiError && err.status === 401)) fail(err, "Lost track of a render");
+      if (!isUnauthorized(err)) fail(err, "Lost track of a render");
       return;
     }
     state.polling.set(jobId, setTimeout(tick, 250));
@@ -971,7 +975,7 @@ async function traceFile(file) {
     box.dataset.origin = r.origin || "none";
     box.replaceChildren(...traceView(r, file.name));
   } catch (err) {
-    if (err instanceof ApiError && err.status === 401) return;
+    if (isUnauthorized(err)) return;
     box.dataset.state = "error";
     box.replaceChildren(h("div.trace-verdict", {}, h("span.dot"), "Could not check this file"), h("p", {}, err.message || String(err)));
   }
@@ -1017,11 +1021,11 @@ function traceView(r, name) {
 
 player.init($("#player"));
 window.addEventListener("resize", () => {
-  for (const c of $$("canvas.wave")) { c._peaks = null; drawWave(c, c._buffer, { selection: c._selection, progress: c._progress || 0 }); }
+  for (const c of $$("canvas.wave")) { drawWave(c, c._buffer, { selection: c._selection, progress: c._progress || 0 }); }
 });
 
 if (auth.key) {
-  signIn(auth.key).catch((err) => { if (!(err instanceof ApiError && err.status === 401)) showSignin(err.message); });
+  signIn(auth.key).catch((err) => { if (!isUnauthorized(err)) showSignin(err.message); });
 } else {
   showSignin();
 }
