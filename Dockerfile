@@ -40,6 +40,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=5 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('AUDIORAG_API_PORT', '8000')}/healthz\", timeout=4)"]
 
-# `python -m rag.cli_serve` is the same command as `audiorag serve` / `audiorag keys …`.
-ENTRYPOINT ["python", "-m", "rag.cli_serve"]
+# `python -m audiorag.cli.serve` is the same command as `audiorag serve` / `audiorag keys …`.
+ENTRYPOINT ["python", "-m", "audiorag.cli.serve"]
 CMD ["serve"]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
+from audio.decode import Limits
+from audiorag.democatalog.catalog import build_demo_catalog
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder, build_tiny_clap
-from index.decode import Limits
-from index.demo.catalog import build_demo_catalog
 from index.ingest import Indexer, build_payload, file_sha256, kind_of
 from index.manifest import load_manifest
 from index.prepare import WorkItem, prepare_or_problem

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generation.models import RenderSettings, load_generator
-from rag.components import BUNDLED_GENERATOR
+from audiorag.components import BUNDLED_GENERATOR
+from generation.interface import RenderSettings
+from generation.loading import load_generator
 
 
 def main() -> None:

@@ -425,7 +425,7 @@ class Bench:
     # (a), (b), (c) ------------------------------------------------------------------------
 
     def run_render(self) -> None:
-        from generation.models import RenderSettings
+        from generation.interface import RenderSettings
         from generation.stable_audio_open import StableAudioOpen
 
         t0 = time.perf_counter()

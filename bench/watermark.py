@@ -32,8 +32,8 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from audio.decode import resample  # noqa: E402
 from generation.watermark import StftWatermark, snr_db  # noqa: E402
-from index.decode import resample  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 DEMO = ROOT / "data" / "demo"

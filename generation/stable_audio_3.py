@@ -51,17 +51,17 @@ from diffusers import (
 from transformers import AutoTokenizer, T5GemmaConfig, T5GemmaEncoderModel
 from transformers.models.t5gemma.configuration_t5gemma import T5GemmaModuleConfig
 
-from generation.models import (
+from audio.decode import fit_length
+from generation.interface import (
     Cancelled,
     ProgressFn,
     RenderInputError,
     RenderResult,
     RenderSettings,
     checked_settings,
-    folder_sha256,
 )
 from generation.stable_audio_open import DEFAULTS_FILE, build_tiny_tokenizer, match_channels, splice
-from index.decode import fit_length
+from generation.weights import folder_sha256
 
 # The pipelines pad every prompt to this many tokens at most (SA3's T5Gemma context).
 PIPELINE_MAX_TOKENS = 256
@@ -356,7 +356,7 @@ def build_tiny_stable_audio_3(
     """Save a randomly initialised, tiny Stable Audio 3–architecture model to ``folder``.
 
     Same layout as a real checkpoint (``StableAudio3Pipeline.save_pretrained``), so it loads
-    through :func:`generation.models.load_generator` like one. The tokenizer is a byte-level BPE
+    through :func:`generation.loading.load_generator` like one. The tokenizer is a byte-level BPE
     trained offline (the real one is Gemma's; the pipelines only need ``__call__`` and padding).
     Renders noise-like audio: it is for tests and for running the chain end to end.
     """

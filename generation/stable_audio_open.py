@@ -40,13 +40,13 @@ from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioPr
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-from generation.models import (
+from audio.decode import fit_length
+from generation.interface import (
     Cancelled,
     ProgressFn,
     RenderResult,
     RenderSettings,
     checked_settings,
-    folder_sha256,
 )
 from generation.speed import (
     GraphedDenoiser,
@@ -54,7 +54,7 @@ from generation.speed import (
     fold_weight_norm,
     install_fast_attention,
 )
-from index.decode import fit_length
+from generation.weights import folder_sha256
 
 # Optional file in a model folder with our defaults for it (the bundled model needs fewer steps
 # and a lower guidance scale than Stable Audio Open's 100 / 7).
@@ -566,7 +566,7 @@ def build_tiny_stable_audio_open(
     """Save a randomly initialised, tiny Stable Audio Open–architecture model to ``folder``.
 
     Same layout as a real checkpoint (``StableAudioPipeline.save_pretrained``), so it loads
-    through :func:`generation.models.load_generator` like one. Renders noise-like audio: it is
+    through :func:`generation.loading.load_generator` like one. Renders noise-like audio: it is
     for tests and for running the chain end to end before a trained model exists.
     """
     torch.manual_seed(seed)

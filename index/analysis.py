@@ -19,7 +19,7 @@ import numpy as np
 import pretty_midi
 import pyloudnorm
 
-from index.decode import Audio, resample
+from audio.decode import Audio, resample
 
 # Bump when an estimator changes: re-indexing then refreshes every item's analysis.
 ANALYSIS_VERSION = 2

@@ -35,6 +35,10 @@ from transformers.utils import logging as hf_logging
 
 from index.store import Embedder
 
+# The default CLAP: trained on the synthetic demo catalog by `audiorag train clap` and shipped in
+# the package (see its TRAINING.md), because no model hub is reachable where this runs.
+BUNDLED_CLAP = Path(__file__).resolve().parent / "models" / "clap-demo"
+
 # Our own progress bars show the work; transformers' per-load bars would only add noise.
 hf_logging.disable_progress_bar()
 

@@ -22,10 +22,10 @@ from typing import Any, Protocol
 
 import torch
 
+from audio.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits, file_sha256
 from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits, file_sha256
 from index.manifest import Entry, Manifest
 from index.prepare import Prepared, Problem, WorkItem, prepare_or_problem
 from index.store import Filter, Match, Point, VectorStore, point_id

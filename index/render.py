@@ -28,7 +28,7 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-from index.decode import resample
+from audio.decode import resample
 
 DEFAULT_SOUNDFONT: Path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
 

@@ -26,9 +26,9 @@ import librosa
 import numpy as np
 import pretty_midi
 
+from audio.decode import decode_audio, resample
 from generation.stable_audio_open import match_channels
 from index.analysis import PITCH_CLASSES, loudness_lufs, normalise_key, relative_key
-from index.decode import decode_audio, resample
 from index.render import render_midi
 
 LAYER_LUFS = -20.0  # every layer is brought to this loudness before weighting

@@ -21,7 +21,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from generation.models import (
+from audio.decode import Limits, UnusableFile, decode_audio, resample
+from generation.interface import (
     Cancelled,
     Generator,
     RenderInputError,
@@ -30,7 +31,6 @@ from generation.models import (
 from generation.stable_audio_open import match_channels
 from index.analysis import normalise_key
 from index.clap import ClapEmbedder
-from index.decode import Limits, UnusableFile, decode_audio, resample
 from index.manifest import SEED_USE, allowed_uses
 from index.store import Filter, Match, MatchAny, VectorStore
 from rag.catalogs import CatalogRoots

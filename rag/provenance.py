@@ -17,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from audiorag.keyfiles import secret_file
 from generation.watermark import PAYLOAD_BITS, AudioSealWatermark, StftWatermark, Watermarker
-from rag.keyfiles import secret_file
 
 if TYPE_CHECKING:
-    from rag.settings import Settings
+    from audiorag.settings import Settings
 
 KEY_FILE = "watermark.key"
 LOG_FILE = "provenance.sqlite"

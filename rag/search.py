@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from audio.decode import Limits, decode_audio, file_sha256, resample
 from index.analysis import normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.decode import Limits, decode_audio, file_sha256, resample
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
 
 RRF_K = 60  # the usual constant: damps the weight of the very top ranks

@@ -30,7 +30,7 @@ def embedder(tiny_clap_folder) -> ClapEmbedder:
 @pytest.fixture(scope="session")
 def demo_catalog(tmp_path_factory) -> Path:
     """A small synthetic catalog (read-only: copy it before changing files)."""
-    from index.demo.catalog import build_demo_catalog
+    from audiorag.democatalog.catalog import build_demo_catalog
 
     out = tmp_path_factory.mktemp("catalog") / "demo"
     build_demo_catalog(out, count=DEMO_COUNT, seed=7)

@@ -6,6 +6,7 @@ import numpy as np
 import pretty_midi
 import pytest
 
+from audio.decode import Audio
 from index.analysis import (
     analyse_audio,
     analyse_midi,
@@ -21,7 +22,6 @@ from index.analysis import (
     pick_octave,
     relative_key,
 )
-from index.decode import Audio
 
 SR = 22_050
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from index.demo.catalog import build_demo_catalog
+from audiorag.democatalog.catalog import build_demo_catalog
 from tests.test_api_support import (
     LICENCE,
     Api,
@@ -75,7 +75,7 @@ PROTECTED = [
 
 @pytest.mark.parametrize(("method", "path", "kwargs"), PROTECTED)
 def test_missing_wrong_or_revoked_key_is_401(api, method, path, kwargs):
-    from rag.api.auth import create_key, revoke_key
+    from audiorag.api.auth import create_key, revoke_key
 
     call = getattr(api.client, method)
     _, revoked = create_key(api.service.db, "acme")

@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from index.demo.catalog import build_demo_catalog
-from rag.api.service import DeploymentError
-from rag.cli_serve import main
-from rag.settings import get_settings
+from audiorag.api.service import DeploymentError
+from audiorag.cli.serve import main
+from audiorag.democatalog.catalog import build_demo_catalog
+from audiorag.settings import get_settings
 from tests.test_api_support import (
     LICENCE,
     SteppingGenerator,
@@ -51,14 +51,14 @@ def test_serve_refuses_several_workers_on_the_embedded_store(env, monkeypatch):
     assert "AUDIORAG_QDRANT_URL" in result.output and "one process" in result.output
     monkeypatch.setenv("AUDIORAG_API_WORKERS", "3")
     get_settings.cache_clear()
-    from rag.api import create_app
+    from audiorag.api import create_app
 
     with pytest.raises(DeploymentError, match="Qdrant server"):
         create_app(get_settings())
 
 
 def test_granted_catalog_is_read_only_and_only_for_its_tenant(env, tiny_clap_folder):
-    from rag.cli import run_index
+    from audiorag.cli.app import run_index
 
     folder = env / "label"
     build_demo_catalog(folder, count=2, seed=11)

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from index.demo.catalog import build_demo_catalog
-from rag.api.db import now
+from audiorag.api.db import now
+from audiorag.democatalog.catalog import build_demo_catalog
 from tests.test_api_support import (
     LICENCE,
     SteppingGenerator,
@@ -171,7 +171,7 @@ def test_signed_tokens_expire_are_bound_to_path_and_key(api):
         == 401
     )
     # a revoked key takes its tokens with it
-    from rag.api.auth import create_key, revoke_key
+    from audiorag.api.auth import create_key, revoke_key
 
     short_key_id, short_key = create_key(api.service.db, "acme", name="short-lived")
     headers = {"Authorization": f"Bearer {short_key}"}

@@ -10,8 +10,8 @@ import json
 import pytest
 import soundfile as sf
 
-from index.demo.catalog import build_demo_catalog
-from rag.api.db import now
+from audiorag.api.db import now
+from audiorag.democatalog.catalog import build_demo_catalog
 from tests.test_api_support import LICENCE, api_settings, running_api, wait_job, wav_bytes
 
 FAST = {"duration_s": 1.0, "steps": 3, "top_k": 2}

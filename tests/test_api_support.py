@@ -17,11 +17,11 @@ import soundfile as sf
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from rag.api import create_app
-from rag.api.auth import create_key
-from rag.api.service import Service
+from audiorag.api import create_app
+from audiorag.api.auth import create_key
+from audiorag.api.service import Service
+from audiorag.settings import Settings
 from rag.orchestrate import Cancelled
-from rag.settings import Settings
 from rag.takes import Take, new_take_id, write_take
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio.decode import decode_audio, resample
+from audiorag.components import BUNDLED_CLAP
 from index.clap import SAMPLE_RATE, ClapEmbedder
-from index.decode import decode_audio, resample
-from rag.components import BUNDLED_CLAP
 
 pytestmark = pytest.mark.skipif(
     not (BUNDLED_CLAP / "model.safetensors").is_file(), reason="bundled CLAP not in this checkout"
@@ -27,7 +27,7 @@ def bundled() -> ClapEmbedder:
 @pytest.fixture(scope="module")
 def fresh_catalog(tmp_path_factory) -> Path:
     """A dozen demo items the model never saw (another seed than its training catalog)."""
-    from index.demo.catalog import build_demo_catalog
+    from audiorag.democatalog.catalog import build_demo_catalog
 
     out = tmp_path_factory.mktemp("unseen") / "demo"
     build_demo_catalog(out, count=12, seed=99, workers=2)
@@ -82,7 +82,7 @@ def test_unrelated_captions_are_not_collapsed(bundled, fresh_items):
 
 @pytest.mark.slow
 def test_eval_retrieval_reports_every_measure(bundled, fresh_catalog, tmp_path):
-    from rag.eval_retrieval import TARGETS, evaluate_retrieval, markdown_table
+    from audiorag.evaluation.eval_retrieval import TARGETS, evaluate_retrieval, markdown_table
 
     result = evaluate_retrieval(fresh_catalog, bundled, workdir=tmp_path)
     assert result["stems"] == 12 and result["model"] == bundled.embedder.id

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from rag.cli import app
-from rag.settings import get_settings
+from audiorag.cli.app import app
+from audiorag.settings import get_settings
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_index_without_manifest_explains(cli_env):
 
 
 def test_default_model_is_the_bundled_one(tmp_path, monkeypatch):
-    from rag.components import BUNDLED_CLAP, load_embedder
+    from audiorag.components import BUNDLED_CLAP, load_embedder
 
     if not (BUNDLED_CLAP / "config.json").is_file():
         pytest.skip("bundled CLAP not in this checkout")
@@ -78,13 +78,13 @@ def test_default_model_is_the_bundled_one(tmp_path, monkeypatch):
 def test_without_the_bundled_model_a_random_one_is_built_offline_and_announced(
     tmp_path, monkeypatch
 ):
-    import rag.components
+    import audiorag.components
 
-    monkeypatch.setattr(rag.components, "BUNDLED_CLAP", tmp_path / "missing")
+    monkeypatch.setattr(audiorag.components, "BUNDLED_CLAP", tmp_path / "missing")
     monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
     get_settings.cache_clear()
-    embedder, notice = rag.components.load_embedder(get_settings())
+    embedder, notice = audiorag.components.load_embedder(get_settings())
     assert "randomly initialised" in notice
     assert (get_settings().default_clap_folder / "model.safetensors").is_file()
     assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from index.decode import Limits, UnusableFile, decode_audio, resample
+from audio.decode import Limits, UnusableFile, decode_audio, resample
 from index.manifest import find_manifest, load_manifest
 
 SR = 44_100

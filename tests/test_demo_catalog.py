@@ -13,14 +13,14 @@ import pretty_midi
 import pytest
 import soundfile as sf
 
-from index.demo.captions import (
+from audiorag.democatalog.captions import (
     CAPTION_TEMPLATES,
     INSTRUMENT_SYNONYMS,
     PROGRAM_DESCRIPTIONS,
     STYLE_SYNONYMS,
     caption_for,
 )
-from index.demo.catalog import (
+from audiorag.democatalog.catalog import (
     FAMILIES,
     FAMILY_PROGRAMS,
     LICENCE_HOLDERS,
@@ -31,7 +31,7 @@ from index.demo.catalog import (
     plan_licences,
     stream,
 )
-from index.demo.compose import (
+from audiorag.democatalog.compose import (
     ALL_KEYS,
     BASS_RHYTHMS,
     DRUM_STYLES,

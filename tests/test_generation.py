@@ -10,15 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from generation.models import (
-    Cancelled,
-    RenderInputError,
-    RenderSettings,
-    folder_sha256,
-    load_generator,
-    model_family,
-)
+from generation.interface import Cancelled, RenderInputError, RenderSettings
+from generation.loading import load_generator, model_family
 from generation.stable_audio_open import splice
+from generation.weights import folder_sha256
 
 SR = 16000
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from index.decode import Limits
+from audio.decode import Limits
 from index.ingest import Indexer
 from index.manifest import load_manifest
 from index.store import Filter, Match, open_store, point_id

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from generation.models import load_generator
+from generation.loading import load_generator
 from index.ingest import Indexer
 from index.manifest import load_manifest
 from index.store import open_store

@@ -10,10 +10,10 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
+from audiorag.cli.watermark import watermark_app
+from audiorag.settings import Settings, get_settings
 from generation.watermark import StftWatermark
-from rag.cli_watermark import watermark_app
 from rag.provenance import ProvenanceLog, load_watermarker, watermark_secret
-from rag.settings import Settings, get_settings
 from tests.test_watermark import music
 
 MANIFEST = {

@@ -11,7 +11,8 @@ import torch
 
 import generation.speed as speed
 import generation.stable_audio_open as sao
-from generation.models import RenderSettings, load_generator
+from generation.interface import RenderSettings
+from generation.loading import load_generator
 
 SR = 16000
 BASE = RenderSettings(prompt="punchy drums and warm bass", duration_s=0.5, steps=6, cfg=3.0)
@@ -149,8 +150,8 @@ def test_speed_presets_name_their_options():
 def test_the_service_applies_its_speed_setting_and_the_manifest_says_so(
     tiny_generator_folder, tmp_path, preset, fused
 ):
-    from rag.components import load_generator as load_configured
-    from rag.settings import Settings
+    from audiorag.components import load_generator as load_configured
+    from audiorag.settings import Settings
 
     settings = Settings(
         data_dir=tmp_path, generator_model=str(tiny_generator_folder), render_speed=preset

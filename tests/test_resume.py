@@ -32,7 +32,7 @@ def _index_cmd(catalog: Path) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "rag.cli",
+        "audiorag.cli.app",
         "index",
         str(catalog),
         "--catalog",

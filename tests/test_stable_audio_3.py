@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from generation.models import Cancelled, RenderInputError, RenderSettings, load_generator
+from generation.interface import Cancelled, RenderInputError, RenderSettings
+from generation.loading import load_generator
 from generation.stable_audio_3 import StableAudio3, build_tiny_stable_audio_3
 
 SR = 16000

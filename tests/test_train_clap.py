@@ -10,9 +10,15 @@ import torch
 from safetensors.torch import load_file
 from transformers import ClapAudioConfig, ClapConfig, ClapTextConfig
 
-import index.train_clap as train_module
+import audiorag.training.train_clap as train_module
+from audiorag.training.train_clap import (
+    augment,
+    load_items,
+    train_clap,
+    training_caption,
+    view_windows,
+)
 from index.clap import ClapEmbedder
-from index.train_clap import augment, load_items, train_clap, training_caption, view_windows
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +54,7 @@ def micro_clap_config(vocab_size: int) -> ClapConfig:
 
 @pytest.fixture(scope="module")
 def small_catalog(tmp_path_factory):
-    from index.demo.catalog import build_demo_catalog
+    from audiorag.democatalog.catalog import build_demo_catalog
 
     out = tmp_path_factory.mktemp("train-catalog") / "demo"
     build_demo_catalog(out, count=COUNT, seed=5, workers=1)
@@ -161,7 +167,7 @@ def test_items_views_captions_and_augmentation(small_catalog):
 def test_several_catalogs_are_pooled(small_catalog, tmp_path):
     import shutil
 
-    from index.train_clap import catalog_list
+    from audiorag.training.train_clap import catalog_list
 
     other = tmp_path / "other-soundfont"  # stands in for the same compositions, other timbres
     shutil.copytree(small_catalog, other)

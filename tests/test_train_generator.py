@@ -14,8 +14,8 @@ import torch
 from diffusers import StableAudioPipeline
 from safetensors.torch import load_file
 
-import generation.train_generator as train_module
-from generation.train_generator import (
+import audiorag.training.train_generator as train_module
+from audiorag.training.train_generator import (
     CHECKPOINT_DIR,
     GeneratorConfig,
     build_scheduler,
@@ -25,10 +25,11 @@ from generation.train_generator import (
     train_generator,
     v_objective,
 )
+from generation.loading import BUNDLED_GENERATOR
 
 pytestmark = pytest.mark.slow
 
-BUNDLED = Path(__file__).resolve().parent.parent / "generation" / "models" / "generator-demo"
+BUNDLED = BUNDLED_GENERATOR
 PIPELINE_PARTS = (
     "vae", "transformer", "text_encoder", "tokenizer", "projection_model", "scheduler",
 )  # fmt: skip
@@ -70,7 +71,7 @@ def short_latents():
 @pytest.fixture(scope="module")
 def catalog(tmp_path_factory) -> Path:
     """Four stems: every run encodes each whole loop, so fewer stems keep the tests fast."""
-    from index.demo.catalog import build_demo_catalog
+    from audiorag.democatalog.catalog import build_demo_catalog
 
     out = tmp_path_factory.mktemp("catalog") / "demo"
     build_demo_catalog(out, count=4, seed=7)

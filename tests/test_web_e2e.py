@@ -70,10 +70,10 @@ def server(tmp_path_factory, tiny_clap_folder, tiny_generator_folder) -> Iterato
     import httpx
     import uvicorn
 
-    from index.demo.catalog import build_demo_catalog
-    from rag.api import create_app
-    from rag.api.auth import create_key
-    from rag.web import mount_web
+    from audiorag.api import create_app
+    from audiorag.api.auth import create_key
+    from audiorag.democatalog.catalog import build_demo_catalog
+    from audiorag.web import mount_web
     from tests.test_api_support import api_settings
 
     base = tmp_path_factory.mktemp("web")

@@ -1,0 +1,1 @@
+"""Leaf audio utilities: files and arrays in, arrays out. Imports nothing of ours."""

@@ -1,0 +1,70 @@
+"""Dependencies shared by the routers: the service, readiness, and the caller's tenant scope."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+
+from audiorag.api.auth import Tenant
+from audiorag.api.service import Service
+from audiorag.api.tenancy import TenantScope, scope_for
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def ready_service(service: ServiceDep) -> Service:
+    """The service, once its store and CLAP are loaded; 503 with Retry-After before."""
+    if not service.ready.is_set() or service.store is None or service.embedder is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=service.load_error or "the service is still loading its models and store",
+            headers={"Retry-After": "5"},
+        )
+    return service
+
+
+ReadyService = Annotated[Service, Depends(ready_service)]
+
+
+def tenant_scope(principal: Tenant, service: ServiceDep) -> TenantScope:
+    # Read per request: a catalog granted or created a moment ago is visible at once.
+    return scope_for(service.db, principal.tenant)
+
+
+Scope = Annotated[TenantScope, Depends(tenant_scope)]
+
+
+def not_found(what: str = "not found") -> HTTPException:
+    return HTTPException(status.HTTP_404_NOT_FOUND, detail=what)
+
+
+def check_item_id(item_id: str) -> str:
+    """Point ids are UUIDs; anything else names no item (404, like any id not yours)."""
+    try:
+        return str(uuid.UUID(item_id))
+    except ValueError:
+        raise not_found("no such item") from None
+
+
+def catalogs_in_scope(scope: TenantScope, names: list[str] | None) -> list[str]:
+    """Store names for the requested catalogs (default: all of the tenant's).
+
+    A name the tenant does not own answers 404 exactly like one that does not exist, so nobody
+    learns which catalogs other tenants have.
+    """
+    if not names:
+        return list(scope.store_names)
+    chosen: list[str] = []
+    for name in names:
+        catalog = scope.by_name(name)
+        if catalog is None:
+            raise not_found(f"no catalog {name!r}")
+        chosen.append(catalog.store_name)
+    return list(dict.fromkeys(chosen))

@@ -1,0 +1,1 @@
+"""The `audiorag` command line."""

@@ -1,0 +1,321 @@
+"""The ``audiorag`` command line: catalog, index, search, demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from audiorag.cli.common import RichProgress, components, console, progress_bar
+from audiorag.cli.generate import generate_command
+from audiorag.cli.serve import grants_app, keys_app, serve_command
+from audiorag.cli.train import eval_app, train_app
+from audiorag.cli.watermark import watermark_app
+from audiorag.settings import Settings, get_settings
+from rag.catalogs import CatalogRoots
+
+if TYPE_CHECKING:
+    from index.ingest import IngestReport
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+catalog_app = typer.Typer(no_args_is_help=True, help="Catalog tools.")
+app.add_typer(catalog_app, name="catalog")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+app.command("generate")(generate_command)
+app.add_typer(watermark_app, name="watermark")
+app.command("serve")(serve_command)
+app.add_typer(keys_app, name="keys")
+app.add_typer(grants_app, name="grants")
+
+
+# --- catalog ------------------------------------------------------------------------------------
+
+
+@catalog_app.command("demo")
+def catalog_demo(
+    out: Annotated[Path, typer.Option(help="Folder to write the catalog into.")],
+    count: Annotated[int, typer.Option(min=1, help="Number of items (each: .mid + .wav).")] = 480,
+    seed: Annotated[int, typer.Option(help="Same seed → byte-identical catalog.")] = 0,
+) -> None:
+    """Compose and render a synthetic licensed catalog of stems + MIDI patterns."""
+    from audiorag.democatalog.catalog import build_demo_catalog
+
+    with progress_bar() as progress:
+        task = progress.add_task("composing + rendering", total=count, status="")
+
+        def advance(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = build_demo_catalog(out, count=count, seed=seed, progress=advance)
+    console.print(
+        f"[green]wrote {summary.count} items ({summary.files_written} files) to {out} "
+        f"in {summary.seconds:.1f} s"
+    )
+
+
+# --- index --------------------------------------------------------------------------------------
+
+
+@app.command("index")
+def index_command(
+    folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Catalog folder.")],
+    catalog: Annotated[
+        str | None, typer.Option(help="Catalog name (default: folder name).")
+    ] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="Licence manifest (JSONL/CSV); default: found in folder.")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+    prune: Annotated[bool, typer.Option(help="Remove points of files no longer present.")] = False,
+    workers: Annotated[int | None, typer.Option(help="Decode/analysis processes.")] = None,
+) -> None:
+    """Index a catalog folder: licence check, analysis, CLAP embeddings, upsert."""
+    settings = get_settings()
+    result = run_index(
+        settings, folder, catalog=catalog, manifest=manifest, prune=prune, workers=workers
+    )
+    _print_report(result)
+    if report:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result.to_json(), indent=2))
+        console.print(f"report written to {report}")
+
+
+def run_index(
+    settings: Settings,
+    folder: Path,
+    *,
+    catalog: str | None = None,
+    manifest: Path | None = None,
+    prune: bool = False,
+    workers: int | None = None,
+) -> IngestReport:
+    """Index ``folder`` with the configured components; the CLI's index and demo share it."""
+    from index.ingest import Indexer
+    from index.manifest import Manifest, find_manifest, load_manifest
+
+    manifest_path = manifest or find_manifest(folder)
+    if manifest_path is None:
+        console.print(
+            f"[red]no licence manifest in {folder} (looked for licences.jsonl / licences.csv): "
+            "nothing can be indexed without licences."
+        )
+        loaded = Manifest()
+    else:
+        loaded = load_manifest(manifest_path)
+    embedder, store = components(settings)
+    try:
+        with progress_bar() as progress:
+            indexer = Indexer(
+                store,
+                embedder,
+                workers=settings.workers if workers is None else workers,
+                batch_size=settings.embed_batch_size,
+                progress=RichProgress(progress),
+            )
+            name = catalog or folder.resolve().name
+            report = indexer.run(folder, catalog=name, manifest=loaded, prune=prune)
+        CatalogRoots(settings.data_dir).set(name, folder)
+        return report
+    finally:
+        store.close()
+
+
+def _print_report(report: IngestReport) -> None:
+    counts = report.counts
+    console.print(
+        "indexed {indexed} · updated {updated} · unchanged {unchanged} · skipped {skipped} · "
+        "failed {failed} · removed {removed}".format(**counts)
+        + f" — {report.seconds:.1f} s"
+    )
+    for label, problems in (("skipped", report.skipped), ("failed", report.failed)):
+        for problem in problems[:20]:
+            console.print(f"  [yellow]{label}[/] {problem.path}: {problem.reason}")
+        if len(problems) > 20:
+            console.print(f"  … and {len(problems) - 20} more {label} (see --report)")
+    for error in report.manifest_errors[:10]:
+        console.print(f"  [yellow]manifest[/] {error}")
+    bpm = report.accuracy.get("bpm_drum_loops", {})
+    key = report.accuracy.get("key_tonal_stems", {})
+    if bpm.get("items"):
+        console.print(
+            f"  BPM estimate on drum loops: {bpm['rate']:.1%} of {bpm['items']} "
+            "within 2 % or half/double"
+        )
+    if key.get("items"):
+        console.print(
+            f"  key estimate on tonal stems: {key['rate_exact_or_relative']:.1%} of "
+            f"{key['items']} right or relative ({key['rate_exact']:.1%} exact)"
+        )
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+@app.command("search")
+def search_command(
+    text: Annotated[str | None, typer.Argument(help="What you are looking for.")] = None,
+    like: Annotated[Path | None, typer.Option(help="Reference clip: find similar audio.")] = None,
+    catalog: Annotated[str | None, typer.Option()] = None,
+    kind: Annotated[str | None, typer.Option(help="stem or midi")] = None,
+    instrument: Annotated[str | None, typer.Option()] = None,
+    genre: Annotated[str | None, typer.Option()] = None,
+    bpm: Annotated[float | None, typer.Option()] = None,
+    bpm_tolerance: Annotated[float, typer.Option()] = 4.0,
+    half_double: Annotated[bool, typer.Option(help="Also match half/double time.")] = True,
+    key: Annotated[str | None, typer.Option(help='e.g. "A minor", "F#m"')] = None,
+    compatible_key: Annotated[bool, typer.Option(help="Also match the relative key.")] = False,
+    use: Annotated[
+        list[str] | None, typer.Option(help="Licence use required (repeatable).")
+    ] = None,
+    k: Annotated[int, typer.Option("-k", min=1, help="Number of results.")] = 10,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON hits.")] = False,
+) -> None:
+    """Search by text, by an example clip, or both, under filters."""
+    from rag.search import SearchError, SearchRequest, search
+
+    request = SearchRequest(
+        text=text,
+        like=like,
+        catalog=catalog,
+        kind=kind,
+        instrument=instrument,
+        genre=genre,
+        bpm=bpm,
+        bpm_tolerance=bpm_tolerance,
+        half_double=half_double,
+        key=key,
+        compatible_key=compatible_key,
+        uses=tuple(dict.fromkeys(["search", *(use or [])])),
+        limit=k,
+    )
+    embedder, store = components(get_settings())
+    try:
+        hits = search(store, embedder, request)
+    except SearchError as err:
+        console.print(f"[red]{err}")
+        raise typer.Exit(2) from err
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps([h.to_json() for h in hits], indent=2))
+    else:
+        results_console().print(hits_table(hits, title=_title(request)))
+
+
+def results_console() -> Console:
+    """Stdout console; wide enough for the results table when piped to a file or a CI log."""
+    return Console() if sys.stdout.isatty() else Console(width=160)
+
+
+def _title(request) -> str:
+    parts = [
+        f'"{request.text}"' if request.text else "",
+        f"like {request.like.name}" if request.like else "",
+    ]
+    return " + ".join(p for p in parts if p) or "filtered items"
+
+
+def hits_table(hits, title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for column in ("score", "instrument", "style", "BPM", "key", "licence", "path"):
+        table.add_column(column, overflow="fold")
+    for hit in hits:
+        p = hit.payload
+        licence = p.get("licence", {})
+        table.add_row(
+            f"{hit.score:.3f}",
+            p.get("instrument") or "—",
+            p.get("genre") or "—",
+            f"{p['bpm']:.0f}" if p.get("bpm") else "—",
+            p.get("key") or "—",
+            f"{licence.get('holder', '?')} ({', '.join(licence.get('allowed_uses', []))})",
+            p.get("path", ""),
+        )
+    return table
+
+
+# --- demo: the main job -------------------------------------------------------------------------
+
+
+DEMO_QUERIES: tuple[dict, ...] = (
+    {"text": "punchy house drum loop with four on the floor kick"},
+    {"text": "dark minor bass line", "instrument": "bass"},
+    {"text": "warm pad chords", "key": "A minor", "compatible_key": True},
+    {"text": "fast drum and bass break", "bpm": 172.0, "bpm_tolerance": 4.0},
+    {"text": "funky guitar", "uses": ("search", "generation-seed")},
+)
+
+
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Where the demo catalog is written.")] = Path(
+        "data/demo"
+    ),
+    count: Annotated[int, typer.Option(min=1)] = 480,
+    seed: Annotated[int, typer.Option()] = 0,
+) -> None:
+    """The main job on embedded defaults: build the demo catalog, index it, search, render."""
+    from rag.search import SearchRequest, search
+
+    settings = get_settings()
+    if not (out / "licences.jsonl").is_file():
+        catalog_demo(out=out, count=count, seed=seed)
+    else:
+        console.print(f"demo catalog already at {out} (delete it to rebuild)")
+    report = run_index(settings, out, catalog="demo")
+    _print_report(report)
+    report_path = settings.data_dir / "reports" / "demo-index.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    report_path.write_text(json.dumps(report.to_json(), indent=2))
+    console.print(f"index report: {report_path}")
+    embedder, store = components(settings)
+    try:
+        reference = next(iter(sorted((out / "stems").rglob("*.wav"))), None)
+        queries = [*DEMO_QUERIES, {"like": reference}] if reference else list(DEMO_QUERIES)
+        for query in queries:
+            request = SearchRequest(catalog="demo", limit=5, **query)
+            results_console().print(hits_table(search(store, embedder, request), _title(request)))
+        render_demo_takes(settings, store, embedder)
+    finally:
+        store.close()
+
+
+DEMO_TAKES: tuple[dict, ...] = (
+    {"prompt": "punchy house drum loop, four on the floor", "retrieval": False},
+    {"prompt": "dark minor bass groove with tight drums", "strength": 0.5},
+)
+
+
+def render_demo_takes(settings: Settings, store, embedder) -> None:
+    """Two takes on the default generator: text only, and seeded by the demo catalog."""
+    from audiorag.cli.generate import print_take
+    from audiorag.components import load_orchestrator
+    from rag.orchestrate import GenerateRequest
+
+    orchestrator = load_orchestrator(settings, store=store, embedder=embedder)
+    if orchestrator.generator_notice:
+        console.print(f"[yellow]{orchestrator.generator_notice}")
+    for spec in DEMO_TAKES:
+        duration = min(10.0, orchestrator.generator.max_duration_s)
+        request = GenerateRequest(duration_s=duration, catalogs=("demo",), **spec)
+        with progress_bar() as progress:
+            task = progress.add_task(f"rendering: {spec['prompt']}", total=None, status="")
+            take = orchestrator.generate(
+                request,
+                settings.outputs_dir,
+                progress=lambda done, total, task=task: progress.update(
+                    task, completed=done, total=total
+                ),
+            )
+        print_take(take)
+
+
+if __name__ == "__main__":
+    app()

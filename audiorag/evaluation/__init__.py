@@ -1,0 +1,1 @@
+"""Measuring retrieval and generation quality on held-out catalogs."""

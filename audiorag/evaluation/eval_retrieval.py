@@ -1,0 +1,368 @@
+"""Retrieval quality of the configured CLAP on a held-out catalog: the five measures of issue 3.
+
+The catalog's stems are indexed into a fresh embedded store with the normal :class:`Indexer`,
+then each measure queries the model the way search does, with the catalog's ground truth as the
+answer key:
+
+=========================  ====================================================================
+text → family, P@10        "<instrument>" queries in several phrasings and synonyms, ranked
+                           against the stems' audio vectors; share of the top 10 of that family
+text → drum style, P@10    queries naming a drum style, among drum loops only; share of the top
+                           10 in that style
+example → family, P@5      every stem as a query against all other stems' audio vectors
+zero-shot family accuracy  each stem labelled with the family whose prompts (averaged) its audio
+                           is closest to
+unrelated captions cosine  mean cosine between the text vectors of captions of items that share
+                           neither family nor style (a collapsed text tower scores near 1)
+=========================  ====================================================================
+
+Text measures rank audio vectors only (CLAP's cross-modal match): the product's fused search also
+ranks the catalog's own captions, which names the family outright, so it is reported beside them
+(``fused_search``) but never as the measure.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audiorag.democatalog.captions import INSTRUMENT_SYNONYMS, STYLE_SYNONYMS, fix_articles
+from index.clap import ClapEmbedder
+from index.ingest import Indexer, Progress, SilentProgress, kind_of
+from index.manifest import Manifest, find_manifest, load_manifest
+from index.store import Filter, Match, Point, VectorStore, open_store
+from rag.search import SearchRequest, search
+
+CATALOG = "heldout"
+
+# name → (target, higher is better)
+TARGETS: dict[str, tuple[float, bool]] = {
+    "text_family_p10": (0.9, True),
+    "text_drum_style_p10": (0.7, True),
+    "example_family_p5": (0.9, True),
+    "zero_shot_family_accuracy": (0.85, True),
+    "unrelated_caption_cosine": (0.8, False),
+}
+LABELS: dict[str, str] = {
+    "text_family_p10": "text query → instrument family, precision@10",
+    "text_drum_style_p10": "text query → drum style (drum loops), precision@10",
+    "example_family_p5": "query by example → same family, precision@5",
+    "zero_shot_family_accuracy": "zero-shot instrument-family accuracy",
+    "unrelated_caption_cosine": "mean cosine, unrelated captions (≤)",
+}
+
+# Query phrasings: none of them is a template of the training captions.
+FAMILY_QUERIES: tuple[str, ...] = (
+    "{instrument}",
+    "{instrument} sample",
+    "a loop with {instrument}",
+    "looking for {instrument}",
+    "{instrument} for my track",
+    "a clean {instrument} stem",
+)
+STYLE_QUERIES: tuple[str, ...] = (
+    "{style} drums",
+    "a {style} beat",
+    "{style} drum loop",
+    "drum groove for {style}",
+    "{style} percussion",
+)
+ZERO_SHOT_PROMPTS: tuple[str, ...] = ("{instrument}", "a {instrument} loop", "{instrument} sample")
+
+
+def family_queries(family: str) -> list[str]:
+    """Every synonym of ``family`` in every phrasing.
+
+    >>> family_queries("arp")[:3]
+    ['arp', 'arp sample', 'a loop with arp']
+    """
+    return [
+        fix_articles(template.format(instrument=word))
+        for word in INSTRUMENT_SYNONYMS[family]
+        for template in FAMILY_QUERIES
+    ]
+
+
+def style_queries(style: str) -> list[str]:
+    """Every name of drum style ``style`` in every phrasing.
+
+    >>> style_queries("techno")[:2]
+    ['techno drums', 'a techno beat']
+    """
+    return [
+        fix_articles(template.format(style=word))
+        for word in STYLE_SYNONYMS.get(style, (style,))
+        for template in STYLE_QUERIES
+    ]
+
+
+# --- indexing -----------------------------------------------------------------------------------
+
+
+def stems_only(manifest: Manifest) -> Manifest:
+    """The manifest's stem entries: the measures are about audio, and rendering every MIDI file
+    again would only slow the run (MIDI files are reported as skipped)."""
+    entries = {path: e for path, e in manifest.entries.items() if kind_of(Path(path)) == "stem"}
+    return Manifest(entries=entries, errors=manifest.errors, source=manifest.source)
+
+
+def index_heldout(
+    catalog: Path, embedder: ClapEmbedder, workdir: Path, progress: Progress
+) -> tuple[VectorStore, dict[str, Any]]:
+    """A fresh Edge store under ``workdir`` holding the catalog's stems."""
+    manifest_path = find_manifest(catalog)
+    if manifest_path is None:
+        raise FileNotFoundError(f"no licence manifest in {catalog}: the measures need its labels")
+    folder = workdir / "qdrant-edge"
+    if folder.exists():
+        shutil.rmtree(folder)  # fresh: a store of an earlier model would refuse this embedder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    store = open_store(embedder.embedder, path=folder)
+    indexer = Indexer(store, embedder, workers=2, progress=progress)
+    report = indexer.run(
+        catalog, catalog=CATALOG, manifest=stems_only(load_manifest(manifest_path))
+    )
+    return store, report.counts
+
+
+def stem_points(store: VectorStore) -> list[Point]:
+    """Every indexed stem, with vectors, in path order."""
+    points = store.scroll(
+        Filter(must=(Match("catalog", CATALOG), Match("kind", "stem"))), with_vectors=True
+    )
+    return sorted(points, key=lambda p: p.payload["path"])
+
+
+# --- the measures -------------------------------------------------------------------------------
+
+
+def precision(hits: Sequence[dict[str, Any]], key: str, wanted: str, k: int) -> float:
+    """Share of the top ``k`` hits whose payload ``key`` is ``wanted`` (missing hits count as
+    misses, so a short list cannot score high)."""
+    return sum(hit.get(key) == wanted for hit in hits[:k]) / k
+
+
+def text_precision(
+    store: VectorStore,
+    embedder: ClapEmbedder,
+    queries: dict[str, list[str]],
+    *,
+    key: str,
+    k: int,
+    restrict: Iterable[Match] = (),
+) -> dict[str, Any]:
+    """Mean precision@k of text queries against audio vectors, per label and over labels; plus
+    the same queries through the product's fused search, for reference."""
+    must = (Match("catalog", CATALOG), Match("kind", "stem"), *restrict)
+    per_label, fused = {}, {}
+    for label, texts in queries.items():
+        vectors = embedder.embed_text(texts)
+        scores = []
+        for vector in vectors:
+            hits = store.search(
+                "audio",
+                vector,
+                embedder_id=embedder.embedder.id,
+                filter=Filter(must=must),
+                limit=k,
+                exact=True,
+            )
+            scores.append(precision([h.payload for h in hits], key, label, k))
+        per_label[label] = float(np.mean(scores))
+        fused[label] = float(
+            np.mean([fused_precision(store, embedder, text, must, key, label, k) for text in texts])
+        )
+    return {
+        "value": float(np.mean(list(per_label.values()))),
+        "per_label": per_label,
+        "queries": sum(len(texts) for texts in queries.values()),
+        "fused_search": float(np.mean(list(fused.values()))),
+    }
+
+
+def fused_precision(
+    store: VectorStore,
+    embedder: ClapEmbedder,
+    text: str,
+    must: Sequence[Match],
+    key: str,
+    wanted: str,
+    k: int,
+) -> float:
+    """Precision@k of ``text`` through the product's search (audio and caption rankings fused)."""
+    fields = {m.key: m.value for m in must}
+    request = SearchRequest(
+        text=text, catalog=CATALOG, kind="stem", instrument=fields.get("instrument"), limit=k
+    )
+    return precision([h.payload for h in search(store, embedder, request)], key, wanted, k)
+
+
+def example_precision(store: VectorStore, embedder: ClapEmbedder, points: Sequence[Point], k: int):
+    """Each stem's audio vector as a query (itself excluded): precision@k of its family."""
+    per_family: dict[str, list[float]] = defaultdict(list)
+    for point in points:
+        family = point.payload["instrument"]
+        flt = Filter(
+            must=(Match("catalog", CATALOG), Match("kind", "stem")),
+            must_not=(Match("sha256", point.payload["sha256"]),),
+        )
+        hits = store.search(
+            "audio",
+            point.vectors["audio"],
+            embedder_id=embedder.embedder.id,
+            filter=flt,
+            limit=k,
+            exact=True,
+        )
+        per_family[family].append(precision([h.payload for h in hits], "instrument", family, k))
+    return summarise(per_family)
+
+
+def zero_shot_accuracy(embedder: ClapEmbedder, points: Sequence[Point]) -> dict[str, Any]:
+    """Label each stem with the family whose mean prompt vector is closest to its audio."""
+    families = sorted(INSTRUMENT_SYNONYMS)
+    prompts = []
+    for family in families:
+        texts = [
+            fix_articles(t.format(instrument=word))
+            for word in INSTRUMENT_SYNONYMS[family]
+            for t in ZERO_SHOT_PROMPTS
+        ]
+        mean = embedder.embed_text(texts).mean(axis=0)
+        prompts.append(mean / np.linalg.norm(mean))
+    audio = np.stack([p.vectors["audio"] for p in points])
+    guesses = np.asarray(families)[np.argmax(audio @ np.stack(prompts).T, axis=1)]
+    per_family: dict[str, list[float]] = defaultdict(list)
+    for point, guess in zip(points, guesses, strict=True):
+        per_family[point.payload["instrument"]].append(float(guess == point.payload["instrument"]))
+    confusion: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for point, guess in zip(points, guesses, strict=True):
+        confusion[point.payload["instrument"]][str(guess)] += 1
+    return {**summarise(per_family), "confusion": {f: dict(c) for f, c in confusion.items()}}
+
+
+def caption_cosines(embedder: ClapEmbedder, points: Sequence[Point]) -> dict[str, Any]:
+    """Mean cosine of caption pairs sharing neither family nor style (the measure), and of
+    pairs sharing both (for contrast: a useful text tower keeps the second well above)."""
+    captions = [p.payload["caption"] for p in points]
+    vectors = embedder.embed_text(captions)
+    family = np.asarray([p.payload["instrument"] for p in points])
+    style = np.asarray([p.payload["genre"] for p in points])
+    cosine = vectors @ vectors.T
+    upper = np.triu(np.ones_like(cosine, dtype=bool), k=1)
+    same_family, same_style = family[:, None] == family[None, :], style[:, None] == style[None, :]
+    unrelated = upper & ~same_family & ~same_style
+    related = upper & same_family & same_style
+    return {
+        "value": float(cosine[unrelated].mean()),
+        "pairs": int(unrelated.sum()),
+        "related_pairs_mean": float(cosine[related].mean()) if related.any() else None,
+    }
+
+
+def summarise(per_label: dict[str, list[float]]) -> dict[str, Any]:
+    """Mean over all queries (the measure), per label, and the mean of the label means."""
+    means = {label: float(np.mean(values)) for label, values in sorted(per_label.items())}
+    everything = [v for values in per_label.values() for v in values]
+    return {
+        "value": float(np.mean(everything)),
+        "per_label": means,
+        "balanced": float(np.mean(list(means.values()))),
+        "queries": len(everything),
+    }
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def evaluate_retrieval(
+    catalog: Path,
+    embedder: ClapEmbedder,
+    *,
+    workdir: Path,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Index ``catalog``'s stems into a fresh store under ``workdir`` and compute the measures.
+
+    Returns a JSON-ready dict: ``model``, ``catalog``, ``indexed`` counts, and ``measures``, each
+    with ``value``, ``target``, ``passed`` and its breakdown (``per_label``: per family or style).
+    """
+    started = time.perf_counter()
+    catalog = Path(catalog)
+    store, counts = index_heldout(catalog, embedder, Path(workdir), progress or SilentProgress())
+    try:
+        points = stem_points(store)
+        if not points:
+            raise ValueError(f"no stems of {catalog} could be indexed: nothing to measure")
+        families = sorted({p.payload["instrument"] for p in points})
+        drum_styles = sorted(
+            {p.payload["genre"] for p in points if p.payload["instrument"] == "drums"}
+        )
+        measures = {
+            "text_family_p10": text_precision(
+                store, embedder, {f: family_queries(f) for f in families}, key="instrument", k=10
+            ),
+            "text_drum_style_p10": text_precision(
+                store,
+                embedder,
+                {s: style_queries(s) for s in drum_styles},
+                key="genre",
+                k=10,
+                restrict=(Match("instrument", "drums"),),
+            ),
+            "example_family_p5": example_precision(store, embedder, points, k=5),
+            "zero_shot_family_accuracy": zero_shot_accuracy(embedder, points),
+            "unrelated_caption_cosine": caption_cosines(embedder, points),
+        }
+    finally:
+        store.close()
+    for name, result in measures.items():
+        target, higher = TARGETS[name]
+        result["target"] = target
+        result["passed"] = result["value"] >= target if higher else result["value"] <= target
+    return {
+        "model": embedder.embedder.id,
+        "catalog": str(catalog.resolve()),
+        "stems": len(points),
+        "indexed": counts,
+        "measures": measures,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The measures as a markdown table, with each one's weakest label named."""
+    lines = [
+        f"Model `{result['model']}` on {result['stems']} held-out stems ({result['catalog']})",
+        "",
+        "| measure | value | target | pass | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in result["measures"].items():
+        higher = TARGETS[name][1]
+        lines.append(
+            f"| {LABELS[name]} | {m['value']:.3f} | {'≥' if higher else '≤'} {m['target']} "
+            f"| {'yes' if m['passed'] else 'no'} | {notes(m)} |"
+        )
+    return "\n".join(lines)
+
+
+def notes(measure: dict[str, Any]) -> str:
+    """Breakdown hints for one table row."""
+    parts = []
+    if "balanced" in measure:
+        parts.append(f"balanced {measure['balanced']:.3f}")
+    if measure.get("per_label"):
+        worst = min(measure["per_label"].items(), key=lambda kv: kv[1])
+        parts.append(f"weakest {worst[0]} {worst[1]:.2f}")
+    if "fused_search" in measure:
+        parts.append(f"fused search {measure['fused_search']:.3f}")
+    if measure.get("related_pairs_mean") is not None:
+        parts.append(f"same family+style pairs {measure['related_pairs_mean']:.3f}")
+    return "; ".join(parts)

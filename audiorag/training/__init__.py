@@ -1,0 +1,1 @@
+"""Training the bundled models (CLAP, generator) on catalogs."""

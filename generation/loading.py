@@ -1,0 +1,85 @@
+"""Loading a generator from a hub id or a local diffusers folder, whatever its family.
+
+A folder is recognised by its ``model_index.json``; a hub id is first resolved to its local
+snapshot, so both load through the same code. The bundled demo model is a folder like any other.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from generation.interface import DTYPES, Generator, RenderInputError
+
+# The default generator: trained on the synthetic demo catalog by `audiorag train generator` and
+# shipped in the package (see its TRAINING.md), because no model hub is reachable where this runs.
+BUNDLED_GENERATOR = Path(__file__).resolve().parent / "models" / "generator-demo"
+
+
+def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tuple[Path, str]:
+    """A local folder for a model, and the label for its id.
+
+    A folder is used as is (never touches the network). A hub id is fetched to (or found in)
+    the local Hugging Face cache first — only when someone configured one.
+    """
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return folder, folder.name
+    if folder.suffix or str(name_or_path).startswith((".", "/")):
+        raise RenderInputError(f"generator folder {name_or_path} does not exist")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        snapshot = snapshot_download(
+            str(name_or_path),
+            revision=revision,
+            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"],
+        )
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise RenderInputError(
+            f"generator {name_or_path!r} is neither a local folder nor in the local Hugging Face "
+            f"cache, and the hub could not be reached ({type(err).__name__}); download it where "
+            "the hub is reachable, or point AUDIORAG_GENERATOR_MODEL at a folder"
+        ) from err
+    return Path(snapshot), str(name_or_path)
+
+
+def model_family(folder: Path) -> str:
+    """Which family a diffusers folder holds, from its ``model_index.json``."""
+    index_file = folder / "model_index.json"
+    if not index_file.is_file():
+        raise RenderInputError(f"{folder} is not a diffusers model folder (no model_index.json)")
+    class_name = json.loads(index_file.read_text()).get("_class_name", "")
+    if class_name == "StableAudioPipeline":
+        return "stable-audio-open"
+    if class_name.startswith("StableAudio3"):
+        return "stable-audio-3"
+    raise RenderInputError(
+        f"{folder}: unsupported pipeline {class_name!r} (expected StableAudioPipeline or "
+        "StableAudio3Pipeline)"
+    )
+
+
+def load_generator(
+    name_or_path: str | Path,
+    *,
+    revision: str | None = None,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> Generator:
+    """Load a generator from a hub id or a local diffusers folder, whatever its family."""
+    folder, label = resolve_folder(name_or_path, revision)
+    family = model_family(folder)
+    torch_dtype = DTYPES[dtype]
+    if family == "stable-audio-open":
+        from generation.stable_audio_open import StableAudioOpen
+
+        return StableAudioOpen.from_folder(
+            folder, label=label, revision=revision, device=device, dtype=torch_dtype
+        )
+    from generation.stable_audio_3 import StableAudio3
+
+    return StableAudio3.from_folder(
+        folder, label=label, revision=revision, device=device, dtype=torch_dtype
+    )
