@@ -6,12 +6,15 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from audiorag.keyfiles import secret_file
 from audiorag.settings import Settings
 from generation.loading import BUNDLED_GENERATOR
+from generation.watermark import AudioSealWatermark, StftWatermark, Watermarker
 from index.clap import BUNDLED_CLAP, ClapEmbedder, build_tiny_clap
 from index.store import VectorStore, open_store
 from rag.catalogs import CatalogRoots
 from rag.guardrails import Guardrails
+from rag.provenance import ProvenanceLog
 
 if TYPE_CHECKING:
     from generation.interface import Generator
@@ -148,8 +151,34 @@ def load_orchestrator(
     )
 
 
-def _watermarking(settings: Settings):
+def _watermarking(settings: Settings) -> tuple[Watermarker, ProvenanceLog]:
     """The deployment's watermarker and provenance log."""
-    from rag.provenance import ProvenanceLog, load_watermarker
+    return load_watermarker(settings), provenance_log(settings)
 
-    return load_watermarker(settings), ProvenanceLog.for_settings(settings)
+
+WATERMARK_KEY_FILE = "watermark.key"
+
+
+def watermark_secret(settings: Settings) -> bytes:
+    """``settings.watermark_key`` if set, else a 32-byte secret made once in ``data_dir``
+    (0600, atomically: two processes starting at once agree on one secret)."""
+    if settings.watermark_key:
+        return settings.watermark_key.encode("utf-8")
+    return secret_file(Path(settings.data_dir) / WATERMARK_KEY_FILE)
+
+
+def load_watermarker(settings: Settings) -> Watermarker:
+    """The configured backend: ``stft`` (default, offline) or ``audioseal`` (local weights)."""
+    if settings.watermark_backend == "audioseal":
+        if settings.audioseal_model is None:
+            raise ValueError(
+                "watermark_backend=audioseal needs AUDIORAG_AUDIOSEAL_MODEL (a local folder with "
+                "the generator and detector .pth files)"
+            )
+        return AudioSealWatermark.from_local(settings.audioseal_model)
+    return StftWatermark(watermark_secret(settings))
+
+
+def provenance_log(settings: Settings) -> ProvenanceLog:
+    """The deployment's take registry, ``data_dir/provenance.sqlite``."""
+    return ProvenanceLog.in_folder(settings.data_dir)

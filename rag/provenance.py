@@ -1,9 +1,12 @@
-"""Provenance: the deployment's watermark secret, its take registry, and the configured marker.
+"""Provenance: the registry of rendered takes, and what a take's manifest says about its seeds.
 
 Every rendered take carries a watermark whose 32-bit payload is a key into :class:`ProvenanceLog`,
 a SQLite file in ``data_dir`` holding a full copy of the take's manifest (request, seeding items,
 licences), so ``audiorag watermark detect`` can trace a file back even after its output folder is
 gone. SQLite in WAL mode with a busy timeout lets a CLI and a service process share it.
+
+Which watermarker and which log file a deployment uses is decided from settings in
+:mod:`audiorag.components`; this module takes explicit paths.
 """
 
 from __future__ import annotations
@@ -15,24 +18,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from audiorag.keyfiles import secret_file
-from generation.watermark import PAYLOAD_BITS, AudioSealWatermark, StftWatermark, Watermarker
+from generation.watermark import PAYLOAD_BITS
 
-if TYPE_CHECKING:
-    from audiorag.settings import Settings
-
-KEY_FILE = "watermark.key"
-LOG_FILE = "provenance.sqlite"
-
-
-def watermark_secret(settings: Settings) -> bytes:
-    """``settings.watermark_key`` if set, else a 32-byte secret made once in ``data_dir``
-    (0600, atomically: two processes starting at once agree on one secret)."""
-    if settings.watermark_key:
-        return settings.watermark_key.encode("utf-8")
-    return secret_file(Path(settings.data_dir) / KEY_FILE)
+LOG_FILE = "provenance.sqlite"  # the log's name inside a deployment's data_dir
 
 
 class ProvenanceLog:
@@ -51,8 +41,9 @@ class ProvenanceLog:
             )
 
     @classmethod
-    def for_settings(cls, settings: Settings) -> ProvenanceLog:
-        return cls(Path(settings.data_dir) / LOG_FILE)
+    def in_folder(cls, data_dir: Path) -> ProvenanceLog:
+        """The log of the deployment whose data lives in ``data_dir``."""
+        return cls(Path(data_dir) / LOG_FILE)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -98,18 +89,6 @@ class ProvenanceLog:
         with self._connect() as db:
             row = db.execute("SELECT manifest FROM takes WHERE payload = ?", (payload,)).fetchone()
         return json.loads(row[0]) if row and row[0] is not None else None
-
-
-def load_watermarker(settings: Settings) -> Watermarker:
-    """The configured backend: ``stft`` (default, offline) or ``audioseal`` (local weights)."""
-    if settings.watermark_backend == "audioseal":
-        if settings.audioseal_model is None:
-            raise ValueError(
-                "watermark_backend=audioseal needs AUDIORAG_AUDIOSEAL_MODEL (a local folder with "
-                "the generator and detector .pth files)"
-            )
-        return AudioSealWatermark.from_local(settings.audioseal_model)
-    return StftWatermark(watermark_secret(settings))
 
 
 # --- what a manifest says, for people tracing a file ------------------------------------------

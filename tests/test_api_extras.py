@@ -340,7 +340,7 @@ def _detect(api, tenant: str, data: bytes, name: str = "take.wav"):
 
 
 def test_watermark_detect_traces_only_the_callers_takes(api):
-    from rag.provenance import ProvenanceLog
+    from audiorag.components import provenance_log
 
     service = api.service
     marker = service.watermarker()
@@ -366,7 +366,7 @@ def test_watermark_detect_traces_only_the_callers_takes(api):
         ],
         "watermark": {"scheme": marker.id, "payload": f"{payload:08x}", "payload_int": payload},
     }
-    ProvenanceLog.for_settings(api.settings).record(payload, manifest)
+    provenance_log(api.settings).record(payload, manifest)
     service.db.run(
         "INSERT INTO jobs (id, tenant, status, spec, take_id, manifest, created, finished) "
         "VALUES (?, 'acme', 'succeeded', '{}', ?, json(?), ?, ?)",

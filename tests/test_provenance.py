@@ -11,9 +11,10 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from audiorag.cli.watermark import watermark_app
+from audiorag.components import load_watermarker, provenance_log, watermark_secret
 from audiorag.settings import Settings, get_settings
 from generation.watermark import StftWatermark
-from rag.provenance import ProvenanceLog, load_watermarker, watermark_secret
+from rag.provenance import ProvenanceLog
 from tests.test_watermark import music
 
 MANIFEST = {
@@ -96,7 +97,7 @@ def _take() -> np.ndarray:
 
 def test_cli_detect_traces_a_marked_file(data_env, tmp_path):
     settings = get_settings()
-    log = ProvenanceLog.for_settings(settings)
+    log = provenance_log(settings)
     payload = log.new_payload()
     log.record(payload, MANIFEST)
     marked = load_watermarker(settings).embed(_take(), 44_100, payload)

@@ -192,7 +192,7 @@ class Service:
             return marking
         with self._locks_lock:
             if self._watermarker is None:
-                from rag.provenance import load_watermarker
+                from audiorag.components import load_watermarker
 
                 self._watermarker = load_watermarker(self.settings)
             return self._watermarker
@@ -204,9 +204,9 @@ class Service:
             return log_
         with self._locks_lock:
             if self._provenance is None:
-                from rag.provenance import ProvenanceLog
+                from audiorag.components import provenance_log
 
-                self._provenance = ProvenanceLog.for_settings(self.settings)
+                self._provenance = provenance_log(self.settings)
             return self._provenance
 
     def catalog_changed(self, store_name: str) -> None:

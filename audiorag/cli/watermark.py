@@ -36,7 +36,7 @@ def detect(
     Exit status: 0 when the file was read (marked or not), 2 when it could not be decoded.
     """
     from audio.decode import UnusableFile, decode_audio
-    from rag.provenance import ProvenanceLog, load_watermarker
+    from audiorag.components import load_watermarker, provenance_log
 
     settings = get_settings()
     try:
@@ -48,7 +48,7 @@ def detect(
     found = marker.detect(audio.samples, audio.sr)
     manifest = None
     if found.present and found.payload is not None:
-        manifest = ProvenanceLog.for_settings(settings).find(found.payload)
+        manifest = provenance_log(settings).find(found.payload)
     report = detection_report(file, marker.id, found, manifest)
     if as_json:
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False, default=str))
