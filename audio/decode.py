@@ -1,7 +1,8 @@
 """Decoding stems into float arrays, with a clear reason whenever a file cannot be used.
 
 libsndfile (through ``soundfile``) decodes WAV, FLAC, OGG/Vorbis/Opus and MP3 natively, so one real
-decoder covers every format we accept; nothing shells out to ffmpeg.
+decoder covers every format we accept; nothing shells out to ffmpeg. Array helpers (resample,
+fit_length, …) live in :mod:`audio.signal`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 STEM_EXTENSIONS: frozenset[str] = frozenset({".wav", ".flac", ".ogg", ".mp3"})
 MIDI_EXTENSIONS: frozenset[str] = frozenset({".mid", ".midi"})
@@ -115,31 +115,6 @@ def check_wav_complete(path: Path) -> None:
                     )
                 return
             f.seek(size + (size & 1), 1)  # chunks are word-aligned
-
-
-def fit_length(audio: np.ndarray, samples: int) -> np.ndarray:
-    """(channels, samples) audio trimmed or zero-padded to exactly ``samples``.
-
-    >>> fit_length(np.ones((2, 3)), 5).tolist()
-    [[1.0, 1.0, 1.0, 0.0, 0.0], [1.0, 1.0, 1.0, 0.0, 0.0]]
-    """
-    if audio.shape[1] >= samples:
-        return audio[:, :samples]
-    return np.pad(audio, ((0, 0), (0, samples - audio.shape[1])))
-
-
-def resample(y: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Resample along the last axis (soxr, high quality).
-
-    >>> resample(np.zeros(44_100, np.float32), 44_100, 48_000).shape
-    (48000,)
-    """
-    if sr_in == sr_out:
-        return y.astype(np.float32, copy=False)
-    if y.ndim == 1:
-        return soxr.resample(y, sr_in, sr_out, quality="HQ").astype(np.float32)
-    # soxr wants (frames, channels)
-    return soxr.resample(y.T, sr_in, sr_out, quality="HQ").T.astype(np.float32).copy()
 
 
 def _short(err: Exception) -> str:

@@ -10,7 +10,7 @@ from audiorag.keyfiles import secret_file
 from audiorag.settings import Settings
 from generation.loading import BUNDLED_GENERATOR
 from generation.watermark import AudioSealWatermark, StftWatermark, Watermarker
-from index.clap import BUNDLED_CLAP, ClapEmbedder, build_tiny_clap
+from index.clap import BUNDLED_CLAP, ClapEmbedder
 from index.store import VectorStore, open_store
 from rag.catalogs import CatalogRoots
 from rag.guardrails import Guardrails
@@ -22,41 +22,37 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-UNTRAINED_NOTICE = (
-    "No CLAP model configured and the bundled one is missing: using a randomly initialised tiny "
-    "CLAP ({folder}). Indexing and search work end to end, but similarity is not musically "
-    "meaningful. Set AUDIORAG_CLAP_MODEL to a trained model folder or hub id (e.g. "
-    "laion/larger_clap_general) for real results."
-)
+
+class MissingModel(FileNotFoundError):
+    """No model configured and the bundled one is missing: a broken install."""
 
 
-def clap_source(settings: Settings) -> tuple[str | Path, bool]:
-    """Where the CLAP model comes from, and whether it is the untrained stand-in.
+def missing_model(what: str, folder: Path, setting: str) -> MissingModel:
+    return MissingModel(
+        f"no {what} configured and the bundled one is missing ({folder}): the install is "
+        f"incomplete. Reinstall audiorag, or set {setting} to a model folder or hub id."
+    )
 
-    A hub id or folder in settings wins; else the bundled demo model, loaded like any other
-    folder; else (a checkout without it) a randomly initialised tiny CLAP, announced as such.
-    """
+
+def clap_source(settings: Settings) -> str | Path:
+    """Where the CLAP model comes from: a hub id or folder in settings, else the bundled demo
+    model (loaded like any other folder), which ships inside the package."""
     if settings.clap_model:
-        return settings.clap_model, False
-    if (BUNDLED_CLAP / "config.json").is_file():
-        return BUNDLED_CLAP, False
-    folder = settings.default_clap_folder
-    if not (folder / "config.json").is_file():
-        build_tiny_clap(folder)
-    return folder, True
+        return settings.clap_model
+    if not (BUNDLED_CLAP / "config.json").is_file():
+        raise missing_model("CLAP model", BUNDLED_CLAP, "AUDIORAG_CLAP_MODEL")
+    return BUNDLED_CLAP
 
 
 def load_embedder(settings: Settings) -> tuple[ClapEmbedder, str | None]:
-    """The configured CLAP embedder, plus a notice to show the user when it is untrained."""
-    source, untrained = clap_source(settings)
+    """The configured CLAP embedder, and a notice for the user (None: nothing to say)."""
     embedder = ClapEmbedder.from_pretrained(
-        source,
+        clap_source(settings),
         revision=settings.clap_revision,
         device=settings.device,
         batch_size=settings.embed_batch_size,
     )
-    notice = UNTRAINED_NOTICE.format(folder=source) if untrained else None
-    return embedder, notice
+    return embedder, None
 
 
 def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
@@ -74,39 +70,28 @@ def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
     )
 
 
-UNTRAINED_GENERATOR_NOTICE = (
-    "No generator configured and the bundled one is missing: using a randomly initialised tiny "
-    "Stable Audio Open–architecture model ({folder}). The whole chain runs, but the audio is "
-    "noise, not music. Set AUDIORAG_GENERATOR_MODEL to a model folder or hub id (e.g. "
-    "stabilityai/stable-audio-open-1.0) for real results."
-)
-
-
-def generator_source(settings: Settings) -> tuple[str | Path, bool]:
-    """Where the generator comes from, and whether it is the untrained stand-in."""
+def generator_source(settings: Settings) -> str | Path:
+    """Where the generator comes from: a hub id or folder in settings, else the bundled demo
+    model, which ships inside the package."""
     if settings.generator_model:
-        return settings.generator_model, False
-    if (BUNDLED_GENERATOR / "model_index.json").is_file():
-        return BUNDLED_GENERATOR, False
-    folder = settings.data_dir / "models" / "tiny-generator-random"
-    if not (folder / "model_index.json").is_file():
-        from generation.stable_audio_open import build_tiny_stable_audio_open
-
-        build_tiny_stable_audio_open(folder)
-    return folder, True
+        return settings.generator_model
+    if not (BUNDLED_GENERATOR / "model_index.json").is_file():
+        raise missing_model("generator", BUNDLED_GENERATOR, "AUDIORAG_GENERATOR_MODEL")
+    return BUNDLED_GENERATOR
 
 
 def load_generator(settings: Settings) -> tuple[Generator, str | None]:
-    """The configured generator, plus a notice to show the user when it is untrained."""
+    """The configured generator, and a notice for the user (None: nothing to say)."""
     from generation.loading import load_generator as load
 
-    source, untrained = generator_source(settings)
     generator = load(
-        source, revision=settings.generator_revision, device=settings.device, dtype=settings.dtype
+        generator_source(settings),
+        revision=settings.generator_revision,
+        device=settings.device,
+        dtype=settings.dtype,
     )
     speed_up(generator, settings)
-    notice = UNTRAINED_GENERATOR_NOTICE.format(folder=source) if untrained else None
-    return generator, notice
+    return generator, None
 
 
 def speed_up(generator: Generator, settings: Settings) -> None:

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     generator_model: str | None = Field(
         None,
         description="Generator hub id (e.g. stabilityai/stable-audio-open-1.0) or diffusers "
-        "folder; unset → the bundled demo generator, else a tiny untrained one built from config.",
+        "folder; unset → the bundled demo generator (generation/models/generator-demo).",
     )
     generator_revision: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
@@ -104,11 +104,6 @@ class Settings(BaseSettings):
     def outputs_dir(self) -> Path:
         """Where takes are written when no output folder is given."""
         return self.data_dir / "takes"
-
-    @property
-    def default_clap_folder(self) -> Path:
-        """Where the random stand-in is built when the bundled model is missing."""
-        return self.data_dir / "models" / "tiny-clap-random"
 
 
 @lru_cache

@@ -12,20 +12,24 @@ import argparse
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.tiny_models: the default CLAP
+
 from audio.decode import Limits
 from audiorag.democatalog.catalog import build_demo_catalog
 from index.clap import SAMPLE_RATE as CLAP_SR
-from index.clap import ClapEmbedder, build_tiny_clap
+from index.clap import ClapEmbedder
 from index.ingest import Indexer, build_payload, file_sha256, kind_of
 from index.manifest import load_manifest
 from index.prepare import WorkItem, prepare_or_problem
 from index.store import Point, open_store, point_id
+from tests.tiny_models import build_tiny_clap
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -158,7 +158,7 @@ DEFAULT_VARIANTS = {
 
 
 def build_tokenizer(max_length: int):
-    from generation.stable_audio_open import build_tiny_tokenizer
+    from tests.tiny_models import build_tiny_tokenizer
 
     return build_tiny_tokenizer(max_length=max_length)
 

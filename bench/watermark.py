@@ -32,7 +32,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audio.decode import resample  # noqa: E402
+from audio.signal import resample  # noqa: E402
 from generation.watermark import StftWatermark, snr_db  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

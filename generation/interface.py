@@ -16,10 +16,12 @@ Loading a model lives in :mod:`generation.loading`, so that this module imports 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -27,6 +29,11 @@ import torch
 ProgressFn = Callable[[int, int], None]  # (denoiser steps done, total)
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+# Optional file in a model folder with our defaults for it (default_steps, default_cfg, and for
+# Stable Audio 3 max_duration_s): the bundled model needs fewer steps and a lower guidance scale
+# than Stable Audio Open's 100 / 7.
+DEFAULTS_FILE = "audiorag.json"
 
 
 class Cancelled(RuntimeError):
@@ -128,3 +135,9 @@ def check_settings(settings: RenderSettings, max_duration_s: float) -> None:
         start, end = settings.inpaint_range_s
         if not 0 <= start < end:
             raise RenderInputError(f"in-paint range [{start:g}, {end:g}) s is empty or negative")
+
+
+def folder_defaults(folder: Path) -> dict[str, Any]:
+    """The model folder's :data:`DEFAULTS_FILE` ({} when it has none)."""
+    path = Path(folder) / DEFAULTS_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}

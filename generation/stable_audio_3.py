@@ -15,7 +15,7 @@ we only route a request to the right one — every pipeline sharing one set of l
 - **in-painting** (``StableAudio3InpaintPipeline``) when ``inpaint_range_s`` is set: the take is
   the clip's length, the model sees the rest of the clip through the DiT's local-additive
   conditioning and regenerates the range from noise; the kept range of the output is then the
-  original audio exactly (:func:`generation.stable_audio_open.splice`).
+  original audio exactly (:func:`audio.signal.splice`).
 
 diffusers' audio-to-audio and in-paint pipelines take no ``guidance_scale`` or negative prompt,
 and the in-paint one no noise level: those settings are recorded as not applied in
@@ -41,17 +41,15 @@ import numpy as np
 import torch
 from diffusers import (
     AutoencoderSAME,
-    FlowMatchEulerDiscreteScheduler,
     StableAudio3AudioToAudioPipeline,
     StableAudio3DiTModel,
     StableAudio3DurationEmbedder,
     StableAudio3InpaintPipeline,
     StableAudio3Pipeline,
 )
-from transformers import AutoTokenizer, T5GemmaConfig, T5GemmaEncoderModel
-from transformers.models.t5gemma.configuration_t5gemma import T5GemmaModuleConfig
+from transformers import AutoTokenizer, T5GemmaEncoderModel
 
-from audio.decode import fit_length
+from audio.signal import fit_length, match_channels, splice
 from generation.interface import (
     Cancelled,
     ProgressFn,
@@ -59,8 +57,8 @@ from generation.interface import (
     RenderResult,
     RenderSettings,
     checked_settings,
+    folder_defaults,
 )
-from generation.stable_audio_open import DEFAULTS_FILE, build_tiny_tokenizer, match_channels, splice
 from generation.weights import folder_sha256
 
 # The pipelines pad every prompt to this many tokens at most (SA3's T5Gemma context).
@@ -137,9 +135,7 @@ class StableAudio3:
             ),
         )
         digest = folder_sha256(folder)
-        defaults: dict[str, Any] = {}
-        if (folder / DEFAULTS_FILE).is_file():
-            defaults = json.loads((folder / DEFAULTS_FILE).read_text())
+        defaults = folder_defaults(folder)
         steps = defaults.get("default_steps")
         limit = defaults.get("max_duration_s")
         return cls(
@@ -345,98 +341,3 @@ def _scheduler_class(folder: Path) -> type:
     if scheduler_class is None:
         raise RenderInputError(f"{folder}: unsupported scheduler {library}.{name}")
     return scheduler_class
-
-
-# -- a tiny model built from config ----------------------------------------------------------
-
-
-def build_tiny_stable_audio_3(
-    folder: Path, *, seed: int = 0, sample_rate: int = 16000, channels: int = 2
-) -> Path:
-    """Save a randomly initialised, tiny Stable Audio 3–architecture model to ``folder``.
-
-    Same layout as a real checkpoint (``StableAudio3Pipeline.save_pretrained``), so it loads
-    through :func:`generation.loading.load_generator` like one. The tokenizer is a byte-level BPE
-    trained offline (the real one is Gemma's; the pipelines only need ``__call__`` and padding).
-    Renders noise-like audio: it is for tests and for running the chain end to end.
-    """
-    torch.manual_seed(seed)
-    tokenizer = build_tiny_tokenizer()
-    # The text width, the DiT's cross/global conditioning width and the duration embedding
-    # must agree: the duration embedding is appended to the text as one more context token.
-    cond_dim, latent_dim = 16, 8
-    module = T5GemmaModuleConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=cond_dim,
-        intermediate_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=8,
-        max_position_embeddings=tokenizer.model_max_length,
-        sliding_window=tokenizer.model_max_length,
-        layer_types=["full_attention"],
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-    ).to_dict()
-    text_encoder = T5GemmaEncoderModel(
-        T5GemmaConfig(encoder=module, decoder=module, is_encoder_decoder=False)
-    )
-    pipe = StableAudio3Pipeline(
-        vae=AutoencoderSAME(
-            audio_channels=channels,
-            patch_size=64,  # × stride 4 = 256 samples a latent frame, 62.5 frames a second
-            encoder_channels=8,
-            encoder_c_mults=(2,),
-            encoder_strides=(4,),
-            encoder_transformer_depths=(1,),
-            latent_dim=latent_dim,
-            use_differential_attention=False,
-            dim_heads=4,
-            ff_mult=2,
-            sampling_rate=sample_rate,
-        ),
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        duration_embedder=StableAudio3DurationEmbedder(
-            output_dim=cond_dim,
-            fourier_dim=16,
-            max_val=8.0,  # the tiny model's maximum
-        ),
-        transformer=StableAudio3DiTModel(
-            io_channels=latent_dim,
-            embed_dim=32,
-            depth=2,
-            num_heads=4,
-            cond_token_dim=cond_dim,
-            global_cond_dim=cond_dim,
-            local_add_cond_dim=latent_dim + 1,  # the in-paint mask and the masked latents
-            timestep_features_dim=16,
-            ff_mult=2,
-            num_memory_tokens=2,
-            use_differential_attention=False,
-        ),
-        # SA3 Medium's sampler: the distilled checkpoint's ping-pong (re-noise every step).
-        scheduler=FlowMatchEulerDiscreteScheduler(stochastic_sampling=True),
-    )
-    for model in (pipe.vae, pipe.transformer):
-        _randomise_zero_init(model)
-    folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder)
-    # A random model gains nothing from more steps; keeps runs on it fast.
-    (folder / DEFAULTS_FILE).write_text(json.dumps({"default_steps": 4, "default_cfg": 1.0}))
-    return folder
-
-
-def _randomise_zero_init(model: torch.nn.Module) -> None:
-    """Give the zero-initialised linear layers of ``model`` their default random init.
-
-    SAME and the SA3 DiT zero-initialise their residual branches (attention and feed-forward
-    outputs, the in-paint projection) so training starts from identity. Left that way a random
-    model ignores its input: the VAE decodes every latent to the same audio and in-painting
-    conditioning is dropped, so no test could tell seeds, strengths or modes apart.
-    """
-    for module in model.modules():
-        if isinstance(module, torch.nn.Linear) and not module.weight.any():
-            module.reset_parameters()

@@ -20,11 +20,11 @@ conditioning tells it the length), so a 10 s render costs a fifth of a 47 s one.
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -38,15 +38,16 @@ from diffusers import (
 from diffusers.models.embeddings import get_1d_rotary_pos_embed
 from diffusers.pipelines.stable_audio.modeling_stable_audio import StableAudioProjectionModel
 from diffusers.utils.torch_utils import randn_tensor
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, T5Config, T5EncoderModel
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5EncoderModel
 
-from audio.decode import fit_length
+from audio.signal import fit_length, match_channels, splice
 from generation.interface import (
     Cancelled,
     ProgressFn,
     RenderResult,
     RenderSettings,
     checked_settings,
+    folder_defaults,
 )
 from generation.speed import (
     GraphedDenoiser,
@@ -55,11 +56,6 @@ from generation.speed import (
     install_fast_attention,
 )
 from generation.weights import folder_sha256
-
-# Optional file in a model folder with our defaults for it (the bundled model needs fewer steps
-# and a lower guidance scale than Stable Audio Open's 100 / 7).
-DEFAULTS_FILE = "audiorag.json"
-CROSSFADE_S = 0.02  # in-painting: ramp from the kept audio into the new range
 
 
 class StableAudioOpen:
@@ -126,9 +122,7 @@ class StableAudioOpen:
             ),
         )
         digest = folder_sha256(folder)
-        defaults = {}
-        if (folder / DEFAULTS_FILE).is_file():
-            defaults = json.loads((folder / DEFAULTS_FILE).read_text())
+        defaults = folder_defaults(folder)
         return cls(
             pipe,
             model_id=f"{label}@{revision or digest[:12]}",
@@ -296,16 +290,20 @@ class StableAudioOpen:
         all-zero cross-attention states (text and timing) and the real timing as global state.
         """
         pipe = self.pipe
-        has_negative = use_cfg and bool(negative)
-        text = pipe.encode_prompt(
-            prompt, self.device, use_cfg, negative_prompt=negative if has_negative else None
-        )
-        start_states, end_states = pipe.encode_duration(
-            0.0, duration_s, self.device, has_negative, 1
-        )
-        cross = torch.cat([text, start_states, end_states], dim=1)
-        global_states = torch.cat([start_states, end_states], dim=2)
-        if use_cfg and not has_negative:
+        seconds = torch.tensor([0.0, float(duration_s)], device=self.device)
+
+        def encode(text: str) -> tuple[torch.Tensor, torch.Tensor]:
+            return encode_conditioning(
+                pipe.text_encoder, pipe.projection_model, pipe.tokenizer, [text],
+                seconds[:1], seconds[1:],
+            )  # fmt: skip
+
+        cross, global_states = encode(prompt)
+        if use_cfg and negative:
+            negative_cross, negative_global = encode(negative)
+            cross = torch.cat([negative_cross, cross], dim=0)
+            global_states = torch.cat([negative_global, global_states], dim=0)
+        elif use_cfg:
             cross = torch.cat([torch.zeros_like(cross), cross], dim=0)
             global_states = torch.cat([global_states, global_states], dim=0)
         dtype = self.compute_dtype
@@ -344,9 +342,7 @@ class StableAudioOpen:
         """
         cached = self._rotary_cache.get(length)
         if cached is None:
-            cos, sin = get_1d_rotary_pos_embed(
-                self.pipe.rotary_embed_dim, length, use_real=True, repeat_interleave_real=False
-            )
+            cos, sin = rotary_tables(self.pipe.transformer, length)
             cached = (cos.to(self.device), sin.to(self.device))
             self._rotary_cache[length] = cached
         return cached
@@ -489,136 +485,11 @@ class StableAudioOpen:
         )
 
 
-def match_channels(audio: np.ndarray, channels: int) -> np.ndarray:
-    """(channels, samples) audio with the model's channel count (mono ↔ stereo).
-
-    >>> match_channels(np.ones(4, dtype=np.float32), 2).shape
-    (2, 4)
-    """
-    if audio.ndim == 1:
-        audio = audio[None]
-    if audio.shape[0] == channels:
-        return audio
-    if channels == 1:
-        return audio.mean(axis=0, keepdims=True)
-    return np.repeat(audio.mean(axis=0, keepdims=True), channels, axis=0)
-
-
-def splice(
-    original: np.ndarray, generated: np.ndarray, range_s: tuple[float, float], sample_rate: int
-) -> np.ndarray:
-    """The original outside ``range_s``, the generated audio inside, short ramps inside the range.
-
-    The ramps sit inside the regenerated range, so every kept sample is the original's, exactly.
-
-    >>> a, b = np.zeros((1, 100), np.float32), np.ones((1, 100), np.float32)
-    >>> out = splice(a, b, (0.2, 0.6), 100)
-    >>> float(out[0, :20].max()), float(out[0, 60:].max()), float(out[0, 40])
-    (0.0, 0.0, 1.0)
-    """
-    samples = original.shape[1]
-    weight = np.zeros(samples, dtype=np.float32)
-    first, last = round(range_s[0] * sample_rate), min(samples, round(range_s[1] * sample_rate))
-    weight[first:last] = 1.0
-    ramp = min(round(CROSSFADE_S * sample_rate), (last - first) // 2)
-    if ramp > 0:
-        fade = np.linspace(0.0, 1.0, ramp + 2, dtype=np.float32)[1:-1]
-        weight[first : first + ramp] = fade
-        weight[last - ramp : last] = fade[::-1]
-    return original * (1.0 - weight) + generated[:, :samples] * weight
-
-
-# -- a tiny model built from config ----------------------------------------------------------
-
-TOKENIZER_TEXTS = (
-    "punchy drums kick snare hats bass keys piano pad lead synth arp pluck strings guitar",
-    "house techno hip hop trap dnb lofi ambient funk rock jazz cinematic warm bright dark",
-    "at 120 BPM in A minor C major F sharp minor flat groove loop stem midi pattern",
-)
-
-
-def build_tiny_tokenizer(max_length: int = 64) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained offline on a few music words (deterministic)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<pad>", "</s>", "<unk>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(list(TOKENIZER_TEXTS), trainer=trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<pad>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        model_max_length=max_length,
-    )
-
-
-def build_tiny_stable_audio_open(
-    folder: Path, *, seed: int = 0, sample_rate: int = 16000, channels: int = 2
-) -> Path:
-    """Save a randomly initialised, tiny Stable Audio Open–architecture model to ``folder``.
-
-    Same layout as a real checkpoint (``StableAudioPipeline.save_pretrained``), so it loads
-    through :func:`generation.loading.load_generator` like one. Renders noise-like audio: it is
-    for tests and for running the chain end to end before a trained model exists.
-    """
-    torch.manual_seed(seed)
-    tokenizer = build_tiny_tokenizer()
-    latent_channels, text_dim, cond_dim = 4, 16, 8
-    vae = AutoencoderOobleck(
-        encoder_hidden_size=2 * latent_channels,
-        downsampling_ratios=[4, 4, 4],
-        channel_multiples=[1, 2, 2],
-        decoder_channels=8,
-        decoder_input_channels=latent_channels,
-        audio_channels=channels,
-        sampling_rate=sample_rate,
-    )
-    text_encoder = T5EncoderModel(
-        T5Config(
-            vocab_size=len(tokenizer),
-            d_model=text_dim,
-            d_kv=8,
-            d_ff=32,
-            num_layers=1,
-            num_heads=2,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    pipe = StableAudioPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        projection_model=StableAudioProjectionModel(
-            text_encoder_dim=text_dim, conditioning_dim=cond_dim, min_value=0, max_value=16
-        ),
-        tokenizer=tokenizer,
-        transformer=StableAudioDiTModel(
-            sample_size=1024,  # 1024 frames × 64 hop / 16 kHz ≈ 4.1 s
-            in_channels=latent_channels,
-            num_layers=2,
-            attention_head_dim=8,
-            num_attention_heads=2,
-            num_key_value_attention_heads=1,
-            out_channels=latent_channels,
-            cross_attention_dim=cond_dim,
-            time_proj_dim=8,
-            global_states_input_dim=2 * cond_dim,
-            cross_attention_input_dim=cond_dim,
-        ),
-        scheduler=stable_audio_open_scheduler(),
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(folder)
-    (folder / DEFAULTS_FILE).write_text(json.dumps({"default_steps": 8, "default_cfg": 3.0}))
-    return folder
+# -- the model's inputs, shared with training ----------------------------------------------------
+#
+# The sampler and ``audiorag train generator`` both build the scheduler, the conditioning and the
+# rotary tables with these functions, so a trained model sees at sampling time exactly the inputs
+# it learned from.
 
 
 def stable_audio_open_scheduler() -> CosineDPMSolverMultistepScheduler:
@@ -632,4 +503,44 @@ def stable_audio_open_scheduler() -> CosineDPMSolverMultistepScheduler:
         prediction_type="v_prediction",
         rho=7.0,
         final_sigmas_type="zero",
+    )
+
+
+def encode_conditioning(
+    text_encoder: T5EncoderModel,
+    projection: StableAudioProjectionModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    seconds_start: torch.Tensor,
+    seconds_total: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-attention states, global states) of a batch, as ``StableAudioPipeline`` builds them.
+
+    Text: max-length padded tokens through the encoder and the projection, zeroed at padding;
+    then the seconds_start and seconds_total tokens. Global: the two timing tokens side by side.
+    No ``inference_mode`` here: training backpropagates through it.
+    """
+    device = seconds_total.device
+    tokens = tokenizer(
+        list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+        truncation=True, return_tensors="pt",
+    ).to(device)  # fmt: skip
+    hidden = text_encoder(tokens.input_ids, attention_mask=tokens.attention_mask)[0]
+    text = projection(text_hidden_states=hidden).text_hidden_states
+    text = text * tokens.attention_mask.unsqueeze(-1).to(text.dtype)
+    timing = projection(start_seconds=seconds_start, end_seconds=seconds_total)
+    start, end = timing.seconds_start_hidden_states, timing.seconds_end_hidden_states
+    return torch.cat([text, start, end], dim=1), torch.cat([start, end], dim=2)
+
+
+def rotary_tables(
+    transformer: StableAudioDiTModel, positions: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The DiT's rotary (cos, sin) tables over ``positions`` tokens (the global token, then the
+    latent frames), on the CPU, as ``StableAudioPipeline`` builds them."""
+    return get_1d_rotary_pos_embed(
+        transformer.config.attention_head_dim // 2,
+        positions,
+        use_real=True,
+        repeat_interleave_real=False,
     )

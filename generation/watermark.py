@@ -36,7 +36,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from audio.decode import fit_length, resample
+from audio.signal import fit_length, resample
 
 PAYLOAD_BITS = 32
 CRC_BITS = 16

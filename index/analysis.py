@@ -19,7 +19,8 @@ import numpy as np
 import pretty_midi
 import pyloudnorm
 
-from audio.decode import Audio, resample
+from audio.decode import Audio
+from audio.signal import resample
 
 # Bump when an estimator changes: re-indexing then refreshes every item's analysis.
 ANALYSIS_VERSION = 2

@@ -23,13 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from transformers import (
-    ClapAudioConfig,
-    ClapConfig,
     ClapFeatureExtractor,
     ClapModel,
     ClapProcessor,
-    ClapTextConfig,
-    RobertaTokenizer,
 )
 from transformers.utils import logging as hf_logging
 
@@ -48,6 +44,10 @@ WINDOW_SAMPLES = int(SAMPLE_RATE * WINDOW_SECONDS)
 # A trailing window shorter than this is dropped (unless it is the clip's only window): a 0.2 s
 # tail repeat-padded to 10 s would weigh as much as a full window of real content.
 MIN_TAIL_SAMPLES = SAMPLE_RATE  # 1 s
+# LAION trained its CLAPs on captions cut at 77 tokens (their RoBERTa could take 512): folders
+# converted from LAION checkpoints record it as the tokenizer's model_max_length, and the hub's
+# laion/* ports, whose tokenizers say 512, are held to it on load.
+LAION_TEXT_TOKENS = 77
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ class ClapEmbedder:
         model = ClapModel.from_pretrained(source, revision=revision, local_files_only=local)
         processor = ClapProcessor.from_pretrained(source, revision=revision, local_files_only=local)
         _check_unfused(model, processor, source)
+        if not local and str(name_or_path).startswith("laion/"):
+            processor.tokenizer.model_max_length = LAION_TEXT_TOKENS
         label = folder.name if local else str(name_or_path)
         model_id = f"{label}@{revision or weights_fingerprint(model)}"
         return cls(model, processor, model_id=model_id, device=device, batch_size=batch_size)
@@ -178,8 +180,10 @@ class ClapEmbedder:
 
     @property
     def max_text_tokens(self) -> int:
-        # RoBERTa-style position ids start after the padding index, hence the margin of 2.
-        return int(self.model.config.text_config.max_position_embeddings) - 2
+        # RoBERTa-style position ids start after the padding index, hence the margin of 2; the
+        # tokenizer's model_max_length is the length the text tower was trained at.
+        positions = int(self.model.config.text_config.max_position_embeddings) - 2
+        return min(positions, int(self.processor.tokenizer.model_max_length))
 
     def _embed_windows(self, windows: list[np.ndarray]) -> np.ndarray:
         features = log_mel_features(windows, self.processor.feature_extractor, self.device)
@@ -252,16 +256,6 @@ def _check_unfused(model: ClapModel, processor: ClapProcessor, source: str) -> N
     processor.feature_extractor.truncation = "rand_trunc"
 
 
-# --- a tiny CLAP built from a config, for tests and for a first run with no trained model --------
-
-TOKENIZER_CORPUS = (
-    "drums bass keys pad lead arp pluck strings guitar vocals fx loop groove beat pattern",
-    "house techno hip-hop trap drum and bass funk rock reggaeton lo-fi trance ambient cinematic",
-    "dark bright uplifting melancholic aggressive chill dreamy energetic groovy tense warm gritty",
-    "a punchy kick and crisp hats at 124 BPM in A minor, major, minor, sharp, flat, bpm, tempo",
-)
-
-
 def train_byte_level_tokenizer(texts: Sequence[str], folder: Path, vocab_size: int = 512) -> None:
     """Train a byte-level BPE on ``texts``; save it as vocab.json + merges.txt (RoBERTa style)."""
     from tokenizers import ByteLevelBPETokenizer
@@ -275,49 +269,3 @@ def train_byte_level_tokenizer(texts: Sequence[str], folder: Path, vocab_size: i
     )
     folder.mkdir(parents=True, exist_ok=True)
     tokenizer.save_model(str(folder))
-
-
-def tiny_clap_config(vocab_size: int, projection_dim: int = 64) -> ClapConfig:
-    """A CLAP small enough for CPU tests, with the 64-mel / spec_size 256 geometry of real ones."""
-    audio = ClapAudioConfig(
-        spec_size=256,
-        num_mel_bins=64,
-        patch_embeds_hidden_size=16,
-        hidden_size=16 * 2**3,  # HTSAT doubles the width at each of the 4 stages
-        depths=[1, 1, 1, 1],
-        num_attention_heads=[1, 2, 4, 8],
-        window_size=8,
-        projection_dim=projection_dim,
-        enable_fusion=False,
-    )
-    text = ClapTextConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=128,
-        max_position_embeddings=80,
-        projection_dim=projection_dim,
-    )
-    return ClapConfig(
-        text_config=text.to_dict(), audio_config=audio.to_dict(), projection_dim=projection_dim
-    )
-
-
-def build_tiny_clap(
-    folder: Path, *, seed: int = 0, texts: Sequence[str] = TOKENIZER_CORPUS
-) -> Path:
-    """Write a randomly initialised tiny CLAP model folder that ``from_pretrained`` loads offline.
-
-    Random weights give deterministic but musically meaningless vectors: good for tests and for
-    wiring, not for search quality.
-    """
-    folder = Path(folder)
-    train_byte_level_tokenizer(texts, folder)
-    tokenizer = RobertaTokenizer.from_pretrained(folder, model_max_length=78)
-    extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
-    torch.manual_seed(seed)
-    model = ClapModel(tiny_clap_config(vocab_size=len(tokenizer)))
-    model.save_pretrained(folder)
-    ClapProcessor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from audio.decode import Limits, UnusableFile, check_size, decode_audio, resample
+from audio.decode import Limits, UnusableFile, check_size, decode_audio
+from audio.signal import resample
 from index.analysis import analyse_audio, analyse_midi, parse_midi
 from index.manifest import Entry
 

@@ -28,7 +28,7 @@ import numpy as np
 import pretty_midi
 import soundfile as sf
 
-from audio.decode import resample
+from audio.signal import resample
 
 DEFAULT_SOUNDFONT: Path = Path(pretty_midi.__file__).resolve().parent / "TimGM6mb.sf2"
 

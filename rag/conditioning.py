@@ -26,8 +26,8 @@ import librosa
 import numpy as np
 import pretty_midi
 
-from audio.decode import decode_audio, resample
-from generation.stable_audio_open import match_channels
+from audio.decode import decode_audio
+from audio.signal import match_channels, resample
 from index.analysis import PITCH_CLASSES, loudness_lufs, normalise_key, relative_key
 from index.render import render_midi
 

@@ -21,14 +21,14 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from audio.decode import Limits, UnusableFile, decode_audio, resample
+from audio.decode import Limits, UnusableFile, decode_audio
+from audio.signal import match_channels, resample
 from generation.interface import (
     Cancelled,
     Generator,
     RenderInputError,
     RenderSettings,
 )
-from generation.stable_audio_open import match_channels
 from index.analysis import normalise_key
 from index.clap import ClapEmbedder
 from index.manifest import SEED_USE, allowed_uses

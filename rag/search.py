@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from audio.decode import Limits, decode_audio, file_sha256, resample
+from audio.decode import Limits, decode_audio, file_sha256
+from audio.signal import resample
 from index.analysis import normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder

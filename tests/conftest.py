@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny real CLAP (built from a config, offline) and a small demo catalog."""
+"""Shared fixtures: tiny real models (tests/tiny_models.py, built offline) and a small demo
+catalog."""
 
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from index.clap import ClapEmbedder, build_tiny_clap
+from index.clap import ClapEmbedder
 
 DEMO_COUNT = 24
 
 
 @pytest.fixture(scope="session")
 def tiny_clap_folder(tmp_path_factory) -> Path:
+    from tests.tiny_models import build_tiny_clap  # imports diffusers: only when needed
+
     return build_tiny_clap(tmp_path_factory.mktemp("models") / "tiny-clap", seed=0)
 
 
@@ -40,7 +43,7 @@ def demo_catalog(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_generator_folder(tmp_path_factory) -> Path:
     """A tiny Stable Audio Open–architecture model (random weights), saved like a real one."""
-    from generation.stable_audio_open import build_tiny_stable_audio_open
+    from tests.tiny_models import build_tiny_stable_audio_open
 
     return build_tiny_stable_audio_open(tmp_path_factory.mktemp("models") / "tiny-sao", seed=0)
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.decode import decode_audio, resample
+from audio.decode import decode_audio
+from audio.signal import resample
 from audiorag.components import BUNDLED_CLAP
 from index.clap import SAMPLE_RATE, ClapEmbedder
 

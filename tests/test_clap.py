@@ -9,9 +9,9 @@ from index.clap import (
     SAMPLE_RATE,
     WINDOW_SAMPLES,
     ClapEmbedder,
-    build_tiny_clap,
     plan_windows,
 )
+from tests.tiny_models import build_tiny_clap
 
 
 def _clips(seed: int = 0) -> list[np.ndarray]:

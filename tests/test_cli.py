@@ -70,24 +70,33 @@ def test_default_model_is_the_bundled_one(tmp_path, monkeypatch):
     embedder, notice = load_embedder(get_settings())
     assert notice is None
     assert embedder.embedder.id.startswith("clap-demo@")
-    assert not get_settings().default_clap_folder.exists()  # no random stand-in was built
+    assert not (tmp_path / "data").exists()  # nothing was built or downloaded
     assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)
     get_settings.cache_clear()
 
 
-def test_without_the_bundled_model_a_random_one_is_built_offline_and_announced(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize(
+    ("bundled", "loader", "setting"),
+    [
+        ("BUNDLED_CLAP", "load_embedder", "AUDIORAG_CLAP_MODEL"),
+        ("BUNDLED_GENERATOR", "load_generator", "AUDIORAG_GENERATOR_MODEL"),
+    ],
+)
+def test_a_missing_bundled_model_is_a_broken_install_named_with_the_setting(
+    tmp_path, monkeypatch, bundled, loader, setting
 ):
+    """No random stand-in: the error names the missing folder and the setting to set."""
     import audiorag.components
 
-    monkeypatch.setattr(audiorag.components, "BUNDLED_CLAP", tmp_path / "missing")
+    missing = tmp_path / "missing"
+    monkeypatch.setattr(audiorag.components, bundled, missing)
     monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
+    monkeypatch.delenv(setting, raising=False)
     get_settings.cache_clear()
-    embedder, notice = audiorag.components.load_embedder(get_settings())
-    assert "randomly initialised" in notice
-    assert (get_settings().default_clap_folder / "model.safetensors").is_file()
-    assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)
+    with pytest.raises(audiorag.components.MissingModel) as error:
+        getattr(audiorag.components, loader)(get_settings())
+    assert str(missing) in str(error.value) and setting in str(error.value)
+    assert not (tmp_path / "data").exists()  # nothing was built in its place
     get_settings.cache_clear()
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audio.decode import Limits, UnusableFile, decode_audio, resample
+from audio.decode import Limits, UnusableFile, decode_audio
+from audio.signal import resample
 from index.manifest import find_manifest, load_manifest
 
 SR = 44_100

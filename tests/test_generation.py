@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from audio.signal import splice
 from generation.interface import Cancelled, RenderInputError, RenderSettings
 from generation.loading import load_generator, model_family
-from generation.stable_audio_open import splice
 from generation.weights import folder_sha256
 
 SR = 16000

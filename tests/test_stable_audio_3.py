@@ -12,7 +12,8 @@ import torch
 
 from generation.interface import Cancelled, RenderInputError, RenderSettings
 from generation.loading import load_generator
-from generation.stable_audio_3 import StableAudio3, build_tiny_stable_audio_3
+from generation.stable_audio_3 import StableAudio3
+from tests.tiny_models import build_tiny_stable_audio_3
 
 SR = 16000
 BASE = RenderSettings(prompt="punchy drums and warm bass", duration_s=1.0, steps=8, cfg=1.0)

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from rich.console import Console
 
-from audio.decode import decode_audio, resample
+from audio.decode import decode_audio
+from audio.signal import resample
 from audiorag.democatalog.captions import INSTRUMENT_SYNONYMS
 from audiorag.training.train_clap import TrainItem, load_items, say
 from generation.loading import BUNDLED_GENERATOR

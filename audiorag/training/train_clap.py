@@ -53,7 +53,8 @@ from transformers import (
     RobertaTokenizer,
 )
 
-from audio.decode import decode_audio, resample
+from audio.decode import decode_audio
+from audio.signal import resample
 from audiorag.democatalog.captions import (
     INSTRUMENT_SYNONYMS,
     MOOD_SYNONYMS,

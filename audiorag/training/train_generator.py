@@ -59,7 +59,8 @@ from diffusers.pipelines.stable_audio import StableAudioProjectionModel
 from rich.console import Console
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
-from audio.decode import decode_audio, resample
+from audio.decode import decode_audio
+from audio.signal import resample
 from audiorag.training.train_clap import (
     TrainItem,
     load_items,
