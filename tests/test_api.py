@@ -156,7 +156,7 @@ def test_search_rejects_unknown_fields_and_bad_keys(api):
 def test_search_by_uploaded_example_clip(api):
     headers = api.auth("acme")
     stem = next(f for f in api.items["acme"] if f["stored_as"].endswith(".wav"))
-    clip = (api.service.uploads_dir / "acme" / "loops" / stem["stored_as"]).read_bytes()
+    clip = (api.service.folders.uploads / "acme" / "loops" / stem["stored_as"]).read_bytes()
     response = api.client.post(
         "/v1/search",
         files={"clip": ("ref.wav", clip, "audio/wav")},
@@ -179,7 +179,7 @@ def test_search_by_uploaded_example_clip(api):
         headers=headers,
     )
     assert midi.status_code == 422
-    assert not list(api.service.scratch_dir.rglob("*.*"))  # reference clips are not kept
+    assert not list(api.service.folders.scratch.rglob("*.*"))  # reference clips are not kept
 
 
 def test_item_metadata_and_audio_with_range_requests(api):
@@ -188,7 +188,7 @@ def test_item_metadata_and_audio_with_range_requests(api):
     item = api.client.get(f"/v1/items/{stem['id']}", headers=headers).json()
     assert item["catalog"] == "loops" and item["kind"] == "stem"
     assert item["payload"]["licence"]["holder"] and item["audio_url"].endswith("/audio")
-    original = (api.service.uploads_dir / "acme" / "loops" / stem["stored_as"]).read_bytes()
+    original = (api.service.folders.uploads / "acme" / "loops" / stem["stored_as"]).read_bytes()
     full = api.client.get(item["audio_url"], headers=headers)
     assert full.status_code == 200 and full.content == original
     assert full.headers["accept-ranges"] == "bytes"
@@ -214,7 +214,7 @@ def test_item_metadata_and_audio_with_range_requests(api):
 
 def test_hostile_uploads_are_rejected_with_reasons(api):
     headers = api.auth("acme")
-    root = api.service.uploads_dir / "acme" / "hostile"
+    root = api.service.folders.uploads / "acme" / "hostile"
     good = wav_bytes(1.0)
     too_long = wav_bytes(31.0, sr=4000)  # over upload_max_seconds (30 s), under the byte cap
     files = [
@@ -264,7 +264,7 @@ def test_hostile_uploads_are_rejected_with_reasons(api):
     data = api.settings.data_dir
     assert not (data / "etc").exists() and not (data.parent / "etc").exists()
     assert not Path("/etc/absolute.wav").exists()
-    staging = api.service.uploads_dir / ".staging"
+    staging = api.service.folders.uploads / ".staging"
     assert not staging.exists() or not list(staging.rglob("*"))
     manifest = [json.loads(line) for line in (root / "licences.jsonl").read_text().splitlines()]
     assert sorted(m["path"] for m in manifest) == [n for n in kept if n != "licences.jsonl"]
@@ -312,7 +312,7 @@ def test_replacing_a_file_with_bad_content_keeps_the_old_one(api):
         headers=headers,
     ).json()["files"][0]
     assert second["status"] == "failed" and "silent" in second["reason"]
-    root = api.service.uploads_dir / "globex" / "replace"
+    root = api.service.folders.uploads / "globex" / "replace"
     assert (root / "tone.wav").read_bytes() == wav_bytes(1.0)
     assert api.client.get(f"/v1/items/{first['id']}/audio", headers=headers).is_success
 

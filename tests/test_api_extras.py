@@ -280,7 +280,7 @@ def test_inpaint_a_session_take_uses_its_stored_audio(api):
     assert request.inpaint is not None and request.inpaint.is_file()
     original = api.client.get(first["links"]["audio_wav"], headers=headers).content
     assert request.inpaint.read_bytes() == original
-    assert str(request.inpaint).startswith(str(api.service.inputs_dir))
+    assert str(request.inpaint).startswith(str(api.service.folders.inputs))
 
     takes = api.client.get(f"/v1/sessions/{sid}/takes", headers=headers).json()["takes"]
     assert [t["job"]["id"] for t in takes] == [first["id"], painted["id"]]
@@ -343,7 +343,7 @@ def test_watermark_detect_traces_only_the_callers_takes(api):
     from audiorag.components import provenance_log
 
     service = api.service
-    marker = service.watermarker()
+    marker = service.models.watermarker()
     item = api.items["acme"][0]["id"]
     payload_item = api.client.get(f"/v1/items/{item}", headers=api.auth("acme")).json()
     licence = payload_item["payload"]["licence"]

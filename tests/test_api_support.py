@@ -37,6 +37,12 @@ class SteppingGenerator:
         self.gate.set()
         self.started = threading.Event()
         self.requests: list[Any] = []
+        # It marks and records nothing: the service brings its own detector and log.
+        self.watermarker = None
+        self.provenance = None
+
+    def check(self, request: Any) -> None:
+        """Nothing to refuse before queueing: this stand-in renders any request."""
 
     def generate(
         self,
@@ -110,8 +116,8 @@ def running_api(
     app = create_app(settings, orchestrator=orchestrator)
     with TestClient(app) as client:
         service: Service = app.state.service
-        assert service.wait_ready(180), service.readiness()
-        assert service.store is not None, service.load_error
+        assert service.models.wait_ready(180), service.models.readiness()
+        assert service.models.store is not None, service.models.load_error
         keys = {t: create_key(service.db, t, name="tests")[1] for t in tenants}
         yield Api(client, app, settings, keys, orchestrator)
 

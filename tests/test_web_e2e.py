@@ -100,9 +100,10 @@ def server(tmp_path_factory, tiny_clap_folder, tiny_generator_folder) -> Iterato
             assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.05)
         service = app.state.service
-        assert service.wait_ready(180), service.readiness()
-        assert service.orchestrator is not None, service.generator_error
-        service.orchestrator = Paced(service.orchestrator, step_s=0.25)
+        models = service.models
+        assert models.wait_ready(180), models.readiness()
+        assert models.orchestrator is not None, models.generator_error
+        models.orchestrator = Paced(models.orchestrator, step_s=0.25)
         key = create_key(service.db, "mira", name="web-e2e")[1]
         url = f"http://127.0.0.1:{port}"
         files = sorted(p for p in catalog.rglob("*") if p.suffix in {".wav", ".mid"})
@@ -177,7 +178,7 @@ def _marked_clip(app: Any, payload: int, seconds: float = 8.0) -> bytes:
     noise = np.random.default_rng(0).standard_normal(t.size)
     x = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.1 * np.sin(2 * np.pi * 330 * t) + 0.05 * noise
     audio = np.stack([x, x]).astype(np.float32)
-    marked = app.state.service.watermarker().embed(audio, sr, payload)
+    marked = app.state.service.models.watermarker().embed(audio, sr, payload)
     buffer = io.BytesIO()
     sf.write(buffer, marked.T, sr, subtype="PCM_16", format="WAV")
     return buffer.getvalue()

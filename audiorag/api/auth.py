@@ -17,7 +17,9 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from audiorag.api.db import Database, now
+from audiorag.api.db import Database
+from audiorag.api.parts import Db, Signer
+from audiorag.api.repos import keys as repo
 
 KEY_PREFIX = "ark_"
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -47,14 +49,7 @@ def create_key(db: Database, tenant: str, name: str = "") -> tuple[str, str]:
         )
     key_id = secrets.token_hex(6)
     key = f"{KEY_PREFIX}{key_id}.{secrets.token_urlsafe(32)}"
-    db.run(
-        "INSERT INTO api_keys (id, tenant, name, hash, created) VALUES (?, ?, ?, ?, ?)",
-        key_id,
-        tenant,
-        name,
-        _digest(key),
-        now(),
-    )
+    repo.insert(db, key_id, tenant, name, _digest(key))
     return key_id, key
 
 
@@ -63,21 +58,18 @@ def revoke_key(db: Database, key_id: str) -> bool:
     match = _KEY_PATTERN.match(key_id)
     if match:
         key_id = match.group(1)
-    return (
-        db.run("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", now(), key_id)
-        > 0
-    )
+    return repo.revoke(db, key_id)
 
 
 def list_keys(db: Database) -> list[dict[str, Any]]:
-    return db.all("SELECT id, tenant, name, created, revoked FROM api_keys ORDER BY created")
+    return repo.all_keys(db)
 
 
 def verify_key(db: Database, key: str) -> Principal | None:
     match = _KEY_PATTERN.match(key.strip())
     if not match:
         return None
-    row = db.one("SELECT tenant, hash, revoked FROM api_keys WHERE id = ?", match.group(1))
+    row = repo.get(db, match.group(1))
     if row is None or row["revoked"] is not None:
         return None
     if not hmac.compare_digest(row["hash"], _digest(key.strip())):
@@ -88,7 +80,7 @@ def verify_key(db: Database, key: str) -> Principal | None:
 def live_key(db: Database, key_id: str) -> Principal | None:
     """The principal of a live (unrevoked) key by its id: a signed URL is good only while the
     key that asked for it is."""
-    row = db.one("SELECT tenant, revoked FROM api_keys WHERE id = ?", key_id)
+    row = repo.get(db, key_id)
     if row is None or row["revoked"] is not None:
         return None
     return Principal(row["tenant"], key_id)
@@ -101,12 +93,12 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The API 
 
 
 def current_principal(
-    request: Request,
+    db: Db,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Principal:
     key = bearer.credentials if bearer is not None else header
-    principal = verify_key(request.app.state.service.db, key) if key else None
+    principal = verify_key(db, key) if key else None
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
@@ -121,6 +113,8 @@ Tenant = Annotated[Principal, Depends(current_principal)]
 
 def principal_or_token(
     request: Request,
+    db: Db,
+    signer: Signer,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
     token: Annotated[
@@ -135,10 +129,9 @@ def principal_or_token(
     """An API key as usual, or — on the audio and spectrogram routes only — a signed token for
     exactly this path, unexpired, issued to a key that is still live."""
     if bearer is not None or header:
-        return current_principal(request, bearer, header)
-    service = request.app.state.service
-    key_id = service.signer.verify(token, request.url.path) if token else None
-    principal = live_key(service.db, key_id) if key_id else None
+        return current_principal(db, bearer, header)
+    key_id = signer.verify(token, request.url.path) if token else None
+    principal = live_key(db, key_id) if key_id else None
     if principal is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,

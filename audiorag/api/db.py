@@ -78,9 +78,40 @@ def db_path(data_dir: Path) -> Path:
     return data_dir / "service.sqlite3"
 
 
+class CorruptDatabase(RuntimeError):
+    """A state file that is not a usable SQLite database; the message names it and what to do."""
+
+
+def check_sqlite(path: Path, holds: str) -> None:
+    """Refuse a corrupt SQLite file before anything writes to it.
+
+    ``PRAGMA quick_check`` only reads; a file that is garbage fails at its header, one with bad
+    pages fails the check. Either way the file is left exactly as it was — whatever it holds is
+    the operator's to restore, not ours to overwrite with an empty schema.
+    """
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()
+        finally:
+            conn.close()
+        reason = None if result and result[0] == "ok" else str(result[0] if result else "no answer")
+    except sqlite3.DatabaseError as err:
+        reason = str(err)
+    if reason is not None:
+        raise CorruptDatabase(
+            f"{path} is not a usable SQLite database ({reason}). It holds {holds}. audiorag "
+            f"will not start on it and has left it untouched: restore it from a backup, or move "
+            f"it aside (mv {path} {path}.corrupt) to start with an empty one."
+        )
+
+
 class Database:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        check_sqlite(path, "the API keys, catalog grants, sessions and generation jobs")
         self.path = path
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30)

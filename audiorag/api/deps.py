@@ -1,41 +1,20 @@
-"""Dependencies shared by the routers: the service, readiness, and the caller's tenant scope."""
+"""Dependencies shared by the routers: the caller's tenant scope, and id / catalog checks."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, status
 
 from audiorag.api.auth import Tenant
-from audiorag.api.service import Service
+from audiorag.api.parts import Db
 from audiorag.api.tenancy import TenantScope, scope_for
 
 
-def get_service(request: Request) -> Service:
-    return request.app.state.service
-
-
-ServiceDep = Annotated[Service, Depends(get_service)]
-
-
-def ready_service(service: ServiceDep) -> Service:
-    """The service, once its store and CLAP are loaded; 503 with Retry-After before."""
-    if not service.ready.is_set() or service.store is None or service.embedder is None:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=service.load_error or "the service is still loading its models and store",
-            headers={"Retry-After": "5"},
-        )
-    return service
-
-
-ReadyService = Annotated[Service, Depends(ready_service)]
-
-
-def tenant_scope(principal: Tenant, service: ServiceDep) -> TenantScope:
+def tenant_scope(principal: Tenant, db: Db) -> TenantScope:
     # Read per request: a catalog granted or created a moment ago is visible at once.
-    return scope_for(service.db, principal.tenant)
+    return scope_for(db, principal.tenant)
 
 
 Scope = Annotated[TenantScope, Depends(tenant_scope)]

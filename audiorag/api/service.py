@@ -1,24 +1,28 @@
-"""The running service: settings, metadata DB, loaded components and the job queue, owned by the
-app for its lifetime (``app.state.service``)."""
+"""The running service: small parts, each with one job, owned by the app for its lifetime
+(``app.state.service``) and handed to routes one by one (``audiorag.api.parts``).
+
+* ``db`` — the metadata database (API keys, catalogs, sessions, jobs; SQL in ``api.repos``);
+* ``models`` — CLAP, the store and the orchestrator, loaded in the background;
+* ``jobs`` — the generation queue and its workers;
+* ``uploads`` — uploading into catalogs (staging, indexing, roll-back, per-catalog locks);
+* ``facets`` — the facets cache; ``signer`` — signed URLs; ``folders``; ``metrics``.
+"""
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
 
-from audiorag.api.db import Database, db_path
+from audiorag.api.db import Database, check_sqlite, db_path
+from audiorag.api.facets import FacetsCache
+from audiorag.api.folders import Folders
+from audiorag.api.generation import build_generate_request
+from audiorag.api.ingest import CatalogUploads
 from audiorag.api.jobs import Generates, JobQueue
 from audiorag.api.metrics import Metrics
+from audiorag.api.models import Models
 from audiorag.api.signing import UrlSigner, signing_secret
-from audiorag.api.tenancy import LockedStore
 from audiorag.settings import Settings
-from index.clap import ClapEmbedder
 
 log = logging.getLogger(__name__)
 
@@ -43,191 +47,60 @@ def check_deployment(settings: Settings, workers: int | None = None) -> None:
         )
 
 
+def check_provenance(settings: Settings) -> None:
+    """Refuse to start on a corrupt provenance log (``CorruptDatabase`` names the file and what
+    to do) before the orchestrator opens it — in the background, where it could only fail
+    generation. (``Database`` checks the service's own file the same way.)"""
+    from rag.provenance import LOG_FILE
+
+    check_sqlite(
+        settings.data_dir / LOG_FILE,
+        "the watermark payload → take manifest records (watermark detect)",
+    )
+
+
 class Service:
     def __init__(self, settings: Settings, *, orchestrator: Generates | None = None) -> None:
         check_deployment(settings)
+        check_provenance(settings)
         self.settings = settings
         self.metrics = Metrics()
         self.db = Database(db_path(settings.data_dir))
-        self.embedder: ClapEmbedder | None = None
-        self.store: LockedStore | None = None
-        self.orchestrator: Generates | None = orchestrator
-        self._given_orchestrator = orchestrator is not None
-        self.ready = threading.Event()
-        self.load_error: str | None = None
-        self.generator_error: str | None = None
-        self._loader: threading.Thread | None = None
-        self._catalog_locks: dict[str, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
-        self._users = 0
+        self.folders = Folders(settings.data_dir, settings.outputs_dir)
+        self.models = Models(settings, orchestrator)
         self.signer = UrlSigner(signing_secret(settings.data_dir))
-        self._watermarker: Any = None
-        self._provenance: Any = None
-        # Facets per tenant scope, keyed by the scope's catalogs and their generations.
-        self.facets_cache: dict[tuple[Any, ...], tuple[float, dict[str, Any]]] = {}
-        self.catalog_generations: dict[str, int] = {}
-        from audiorag.api.generation import build_generate_request
-
+        self.facets = FacetsCache()
+        self.uploads = CatalogUploads(settings, self.folders, self.facets, self.metrics)
         self.jobs = JobQueue(
             self.db,
-            lambda: self.orchestrator,
+            lambda: self.models.orchestrator,
             build_generate_request,
-            out_dir=self.takes_dir,
+            out_dir=self.folders.takes,
             maxsize=settings.api_queue_size,
             workers=settings.api_generation_workers,
             metrics=self.metrics,
         )
-
-    # --- folders (all under the data dir) -------------------------------------------------------
-
-    @property
-    def uploads_dir(self) -> Path:
-        return self.settings.data_dir / "uploads"
-
-    @property
-    def scratch_dir(self) -> Path:
-        return self.settings.data_dir / "tmp"
-
-    @property
-    def inputs_dir(self) -> Path:
-        """Reference clips of generation jobs, kept so a take can be re-run."""
-        return self.settings.data_dir / "inputs"
-
-    @property
-    def previews_dir(self) -> Path:
-        return self.settings.data_dir / "previews"
-
-    def takes_dir(self, tenant: str) -> Path:
-        folder = self.settings.outputs_dir / tenant
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    # --- lifecycle ------------------------------------------------------------------------------
+        self._users = 0
+        self._users_lock = threading.Lock()
 
     def start(self) -> None:
-        """Load the models and the store in the background, so /healthz answers at once and
-        /readyz tells when the service can take work.
+        """Load the models in the background and start the job workers.
 
         Counted: a second lifespan over the same app (a test client inside another) shares the
         running service, and only the last one out stops it.
         """
-        with self._locks_lock:
+        with self._users_lock:
             self._users += 1
             if self._users > 1:
                 return
-        self._loader = threading.Thread(target=self._load, name="loader", daemon=True)
-        self._loader.start()
+        self.models.start()
         self.jobs.start()
 
-    def wait_ready(self, timeout: float | None = None) -> bool:
-        return self.ready.wait(timeout)
-
-    def _load(self) -> None:
-        from audiorag.components import load_embedder, load_store
-
-        try:
-            embedder, notice = load_embedder(self.settings)
-            if notice:
-                log.warning(notice)
-            self.embedder = embedder
-            self.store = LockedStore(load_store(self.settings, embedder))
-        except Exception as err:
-            log.exception("loading the store or CLAP failed")
-            self.load_error = f"{type(err).__name__}: {err}"
-            return
-        if not self._given_orchestrator:
-            try:
-                self.orchestrator = self._load_orchestrator()
-            except Exception as err:
-                # Search, items and uploads still work; generation answers 503 with the reason.
-                log.exception("loading the generator failed")
-                self.generator_error = f"{type(err).__name__}: {err}"
-        self.ready.set()
-
-    def _load_orchestrator(self) -> Generates:
-        """The orchestrator, sharing the app's store and CLAP (the embedded store allows one
-        open per process, and one CLAP in memory is enough)."""
-        from audiorag.components import load_orchestrator
-
-        assert self.store is not None and self.embedder is not None
-        orchestrator = load_orchestrator(self.settings, store=self.store, embedder=self.embedder)
-        if orchestrator.generator_notice:
-            log.warning(orchestrator.generator_notice)
-        return orchestrator
-
     def stop(self) -> None:
-        with self._locks_lock:
+        with self._users_lock:
             self._users -= 1
             if self._users > 0:
                 return
         self.jobs.stop()
-        if self._loader is not None:
-            self._loader.join(timeout=60)
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        self.models.stop()
         self.db.close()
-
-    def readiness(self) -> dict[str, Any]:
-        loaded = self.ready.is_set()
-        store = loaded and self.store is not None
-        embedder = loaded and self.embedder is not None
-        generator = loaded and self.orchestrator is not None
-        detail = self.load_error or self.generator_error
-        if not loaded and detail is None:
-            detail = "loading models and store"
-        return {
-            "ready": bool(store and embedder and generator),
-            "store": store,
-            "embedder": embedder,
-            "generator": generator,
-            "detail": detail,
-        }
-
-    def watermarker(self) -> Any:
-        """The deployment's watermark detector: the one the orchestrator marks takes with, or
-        (before it is loaded, or with a stand-in orchestrator) one loaded on first use."""
-        marking = getattr(self.orchestrator, "watermarker", None)
-        if marking is not None:
-            return marking
-        with self._locks_lock:
-            if self._watermarker is None:
-                from audiorag.components import load_watermarker
-
-                self._watermarker = load_watermarker(self.settings)
-            return self._watermarker
-
-    def provenance(self) -> Any:
-        """The provenance log: the orchestrator's, else one opened once for the service."""
-        log_ = getattr(self.orchestrator, "provenance", None)
-        if log_ is not None:
-            return log_
-        with self._locks_lock:
-            if self._provenance is None:
-                from audiorag.components import provenance_log
-
-                self._provenance = provenance_log(self.settings)
-            return self._provenance
-
-    def catalog_changed(self, store_name: str) -> None:
-        """An upload changed ``store_name``: cached facets over it are stale."""
-        with self._locks_lock:
-            self.catalog_generations[store_name] = self.catalog_generations.get(store_name, 0) + 1
-
-    # --- indexing -------------------------------------------------------------------------------
-
-    @contextmanager
-    def catalog_lock(self, root: Path) -> Iterator[None]:
-        """One upload at a time per catalog: a thread lock in this process, a file lock across
-        API processes (both index into the same folder and manifest)."""
-        key = str(root)
-        with self._locks_lock:
-            lock = self._catalog_locks.setdefault(key, threading.Lock())
-        root.mkdir(parents=True, exist_ok=True)
-        with lock:
-            fd = os.open(root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                yield
-            finally:
-                os.close(fd)

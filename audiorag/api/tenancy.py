@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from audiorag.api.db import Database, now
+from audiorag.api.db import Database
+from audiorag.api.repos import catalogs as repo
 from index.store import Filter, Hit, MatchAny, Point, VectorStore
 
 CATALOG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -49,12 +50,11 @@ def _catalog(row: dict[str, Any]) -> Catalog:
 
 
 def tenant_catalogs(db: Database, tenant: str) -> list[Catalog]:
-    rows = db.all("SELECT * FROM catalogs WHERE tenant = ? ORDER BY name", tenant)
-    return [_catalog(r) for r in rows]
+    return [_catalog(r) for r in repo.for_tenant(db, tenant)]
 
 
 def find_catalog(db: Database, tenant: str, name: str) -> Catalog | None:
-    row = db.one("SELECT * FROM catalogs WHERE tenant = ? AND name = ?", tenant, name)
+    row = repo.find(db, tenant, name)
     return _catalog(row) if row else None
 
 
@@ -68,13 +68,7 @@ def upload_catalog(db: Database, tenant: str, name: str, uploads_dir: Path) -> C
     existing = find_catalog(db, tenant, name)
     if existing is not None:
         return existing
-    root = uploads_dir / tenant / name
-    with db.tx() as conn:
-        conn.execute(
-            "INSERT OR IGNORE INTO catalogs (tenant, name, store_name, root, writable, created) "
-            "VALUES (?, ?, ?, ?, 1, ?)",
-            (tenant, name, f"{tenant}/{name}", str(root), now()),
-        )
+    repo.add_writable(db, tenant, name, f"{tenant}/{name}", uploads_dir / tenant / name)
     found = find_catalog(db, tenant, name)
     assert found is not None
     return found
@@ -93,19 +87,14 @@ def grant_catalog(
     name = name or store_name
     if not CATALOG_PATTERN.match(name):
         raise ValueError(f"{name!r} is not a valid catalog name; pass --as NAME")
-    with db.tx() as conn:
-        conn.execute(
-            "INSERT OR REPLACE INTO catalogs (tenant, name, store_name, root, writable, created) "
-            "VALUES (?, ?, ?, ?, 0, ?)",
-            (tenant, name, store_name, str(root.resolve()) if root else None, now()),
-        )
+    repo.put_grant(db, tenant, name, store_name, root.resolve() if root else None)
     found = find_catalog(db, tenant, name)
     assert found is not None
     return found
 
 
 def revoke_catalog(db: Database, tenant: str, name: str) -> bool:
-    return db.run("DELETE FROM catalogs WHERE tenant = ? AND name = ?", tenant, name) > 0
+    return repo.remove(db, tenant, name)
 
 
 class LockedStore:

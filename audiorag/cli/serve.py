@@ -42,12 +42,21 @@ def serve_command(
         int | None,
         typer.Option(min=1, help="Worker processes (AUDIORAG_API_WORKERS); >1 needs a server."),
     ] = None,
+    drain_seconds: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="On SIGTERM/SIGINT, let accepted jobs finish for up to this long (new ones get "
+            "503 + Retry-After); what is left runs on the next start. A second signal stops now.",
+        ),
+    ] = 120.0,
 ) -> None:
     """Serve the HTTP API (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from audiorag.api.db import CorruptDatabase
     from audiorag.api.jobs import recover_interrupted
-    from audiorag.api.service import DeploymentError, check_deployment
+    from audiorag.api.service import DeploymentError, check_deployment, check_provenance
 
     settings = get_settings()
     host = host or settings.api_host
@@ -55,20 +64,26 @@ def serve_command(
     workers = workers or settings.api_workers
     try:
         check_deployment(settings, workers)
-    except DeploymentError as err:
+        check_provenance(settings)
+        db = _db(settings)
+    except (DeploymentError, CorruptDatabase) as err:
         console.print(f"[red]{err}")
         raise typer.Exit(2) from err
-    db = _db(settings)
     recovered = recover_interrupted(db)  # once, before any worker process takes jobs
     db.close()
     if recovered:
-        console.print(f"[yellow]{recovered} unfinished job(s) from the last run marked failed")
+        console.print(f"[yellow]{recovered} job(s) left running by a crashed run marked failed")
     console.print(f"serving on http://{host}:{port} (docs: /docs), {workers} worker(s)")
     if workers == 1:
         from audiorag.api.app import create_app
+        from audiorag.api.server import DrainingServer
 
-        uvicorn.run(create_app(settings, recover_jobs=False), host=host, port=port)
+        app = create_app(settings, recover_jobs=False)
+        config = uvicorn.Config(app, host=host, port=port)
+        DrainingServer(config, app.state.service.jobs, drain_seconds).run()
     else:
+        # Each worker process drains in its lifespan shutdown: running jobs stop at their next
+        # step and, like queued ones, stay queued in the database for the next start.
         uvicorn.run(
             "audiorag.api.app:app_from_env", factory=True, host=host, port=port, workers=workers
         )
@@ -199,13 +214,11 @@ def grants_remove(
 @grants_app.command("list")
 def grants_list(tenant: Annotated[str | None, typer.Option()] = None) -> None:
     """Catalogs per tenant (granted and uploaded)."""
+    from audiorag.api.repos import catalogs
+
     db = _db(get_settings())
     try:
-        rows = db.all(
-            "SELECT * FROM catalogs WHERE ? IS NULL OR tenant = ? ORDER BY tenant, name",
-            tenant,
-            tenant,
-        )
+        rows = catalogs.listing(db, tenant)
     finally:
         db.close()
     table = Table("tenant", "name", "store catalog", "writable", "root")

@@ -4,7 +4,6 @@ watermark back to the take that made it."""
 from __future__ import annotations
 
 import shutil
-import time
 import uuid
 from pathlib import Path
 from typing import Annotated, Any
@@ -14,7 +13,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from audiorag.api.auth import Principal, Tenant
 from audiorag.api.bodies import _save_audio
-from audiorag.api.deps import ReadyService, Scope, ServiceDep
+from audiorag.api.db import Database
+from audiorag.api.deps import Scope
+from audiorag.api.models import Models
+from audiorag.api.parts import Config, Db, Facets, FoldersDep, ModelsDep, Ready
+from audiorag.api.repos import jobs as jobs_repo
 from audiorag.api.schemas import (
     FacetsOut,
     MeCatalog,
@@ -24,12 +27,10 @@ from audiorag.api.schemas import (
     TakeSummary,
     WatermarkOut,
 )
-from audiorag.api.service import Service
 from audiorag.api.tenancy import TenantScope, scope_for
+from audiorag.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["account"])
-
-FACETS_TTL_S = 60.0  # also covers catalogs re-indexed by the CLI or another API process
 
 
 @router.get("/me", response_model=MeOut, summary="The caller: tenant, key id and catalogs")
@@ -48,50 +49,8 @@ def me(principal: Tenant, scope: Scope) -> MeOut:
     description="For filter inputs. Cached per set of catalogs until an upload changes one of "
     "them (or for a minute).",
 )
-def facets(scope: Scope, service: ReadyService) -> FacetsOut:
-    assert service.store is not None
-    names = tuple(sorted(scope.store_names))
-    view = scope.view(service.store)
-    generations = tuple(service.catalog_generations.get(n, 0) for n in names)
-    key = (names, generations, view.count())
-    cached = service.facets_cache.get(key)
-    if cached is not None and time.monotonic() - cached[0] < FACETS_TTL_S:
-        return FacetsOut(**cached[1])
-    found: dict[str, set[str]] = {f: set() for f in ("instruments", "genres", "keys", "kinds")}
-    uses: set[str] = set()
-    items = 0
-    for point in view.scroll():
-        items += 1
-        p = point.payload
-        for field, value in (
-            ("instruments", p.get("instrument")),
-            ("genres", p.get("genre")),
-            ("keys", p.get("key")),
-            ("kinds", p.get("kind")),
-        ):
-            if isinstance(value, str) and value:
-                found[field].add(value)
-        licence = p.get("licence") if isinstance(p.get("licence"), dict) else {}
-        uses.update(u for u in licence.get("allowed_uses") or [] if isinstance(u, str))
-    result: dict[str, Any] = {k: sorted(v) for k, v in found.items()}
-    result["keys"] = sorted(found["keys"], key=_key_order)
-    result["uses"] = sorted(uses)
-    result["items"] = items
-    if len(service.facets_cache) > 256:
-        service.facets_cache.clear()
-    service.facets_cache[key] = (time.monotonic(), result)
-    return FacetsOut(**result)
-
-
-_NOTES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-
-
-def _key_order(key: str) -> tuple[int, int, str]:
-    """Majors before minors, each by pitch class; anything unparsed last."""
-    tonic, _, mode = key.partition(" ")
-    if tonic in _NOTES:
-        return (0 if mode == "major" else 1, _NOTES.index(tonic), key)
-    return (2, 0, key)
+def facets(scope: Scope, loaded: Ready, cache: Facets) -> FacetsOut:
+    return FacetsOut(**cache.facets(scope.view(loaded.store)))
 
 
 # --- watermark ------------------------------------------------------------------------------------
@@ -111,23 +70,27 @@ def _key_order(key: str) -> tuple[int, int, str]:
 )
 async def detect_watermark(
     principal: Tenant,
-    service: ServiceDep,
+    db: Db,
+    models: ModelsDep,
+    config: Config,
+    folders: FoldersDep,
     file: Annotated[UploadFile, File(description="The audio file to check.")],
 ) -> WatermarkOut:
-    folder = service.scratch_dir / uuid.uuid4().hex
+    folder = folders.scratch / uuid.uuid4().hex
     try:
         path = await run_in_threadpool(
-            _save_audio, file, folder, "file", service.settings.upload_max_file_bytes
+            _save_audio, file, folder, "file", config.upload_max_file_bytes
         )
-        return await run_in_threadpool(_detect, service, principal, path)
+        return await run_in_threadpool(_detect, db, models, config, principal, path)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
+def _detect(
+    db: Database, models: Models, settings: Settings, principal: Principal, path: Path
+) -> WatermarkOut:
     from audio.decode import Limits, UnusableFile, decode_audio
 
-    settings = service.settings
     try:
         limits = Limits(
             max_bytes=settings.upload_max_file_bytes, max_seconds=settings.upload_max_seconds
@@ -135,7 +98,7 @@ def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
         audio = decode_audio(path, limits)
     except UnusableFile as err:
         raise HTTPException(422, detail=f"file: {err}") from err
-    marker = service.watermarker()
+    marker = models.watermarker()
     found = marker.detect(audio.samples, audio.sr)
     out: dict[str, Any] = {
         "scheme": marker.id,
@@ -149,14 +112,9 @@ def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
             **out, origin=None, message="No watermark of this deployment found in this file."
         )
     payload = out["payload"]
-    job = service.db.one(
-        "SELECT * FROM jobs WHERE tenant = ? AND status = 'succeeded' "
-        "AND json_extract(manifest, '$.watermark.payload') = ? ORDER BY finished DESC LIMIT 1",
-        principal.tenant,
-        payload,
-    )
+    job = jobs_repo.by_watermark(db, payload, principal.tenant)
     if job is not None:
-        scope = scope_for(service.db, principal.tenant)
+        scope = scope_for(db, principal.tenant)
         return WatermarkOut(
             **out,
             origin="yours",
@@ -165,15 +123,9 @@ def _detect(service: Service, principal: Principal, path: Path) -> WatermarkOut:
         )
     # Known here (the provenance log, or another tenant's job) — but not the caller's: say so,
     # and nothing about whose or what it is.
-    known = service.provenance().find(int(payload, 16)) is not None
+    known = models.provenance().find(int(payload, 16)) is not None
     if not known:
-        known = (
-            service.db.one(
-                "SELECT 1 AS x FROM jobs WHERE json_extract(manifest, '$.watermark.payload') = ?",
-                payload,
-            )
-            is not None
-        )
+        known = jobs_repo.by_watermark(db, payload) is not None
     if known:
         return WatermarkOut(
             **out,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from audiorag.api.deps import ServiceDep
+from audiorag.api.parts import Jobs, MetricsDep, ModelsDep
 from audiorag.api.schemas import Health, Readiness
 
 router = APIRouter(tags=["health"])
@@ -24,8 +24,8 @@ def healthz() -> Health:
     summary="Store, CLAP and generator are loaded (503 until then)",
     responses={503: {"model": Readiness}},
 )
-def readyz(service: ServiceDep) -> Response:
-    state = Readiness(**service.readiness())
+def readyz(models: ModelsDep) -> Response:
+    state = Readiness(**models.readiness())
     return JSONResponse(state.model_dump(), status_code=200 if state.ready else 503)
 
 
@@ -35,6 +35,6 @@ def readyz(service: ServiceDep) -> Response:
     response_class=Response,
     responses={200: {"content": {"text/plain": {}}}},
 )
-def metrics(service: ServiceDep) -> Response:
-    service.metrics.queue_depth.set(service.jobs.depth)
-    return Response(generate_latest(service.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(metrics: MetricsDep, jobs: Jobs) -> Response:
+    metrics.queue_depth.set(jobs.depth)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,19 +15,16 @@ from fastapi.responses import FileResponse
 
 from audiorag.api.auth import Principal, Tenant, TenantOrToken
 from audiorag.api.bodies import openapi_body, parse_body
-from audiorag.api.deps import (
-    ReadyService,
-    Scope,
-    ServiceDep,
-    catalogs_in_scope,
-    check_item_id,
-    not_found,
-)
-from audiorag.api.generation import make_spec
-from audiorag.api.jobs import QueueFull
+from audiorag.api.db import Database
+from audiorag.api.deps import Scope, catalogs_in_scope, check_item_id, not_found
+from audiorag.api.generation import build_generate_request, make_spec
+from audiorag.api.jobs import Draining, Generates, JobQueue, QueueFull
+from audiorag.api.models import Models
+from audiorag.api.parts import Config, Db, FoldersDep, Jobs, ModelsDep, Ready, Signer
+from audiorag.api.repos import jobs as repo
 from audiorag.api.schemas import GenerateBody, JobOut, Problem, Progress
-from audiorag.api.service import Service
-from audiorag.api.tenancy import TenantScope
+from audiorag.api.signing import UrlSigner
+from audiorag.api.tenancy import LockedStore, TenantScope
 from index.manifest import SEED_USE, allowed_uses
 
 router = APIRouter(prefix="/v1", tags=["generation"])
@@ -35,9 +32,9 @@ router = APIRouter(prefix="/v1", tags=["generation"])
 Sign = Callable[[str, str], str]
 
 
-def signer_for(service: Service, principal: Principal) -> Sign:
+def signer_for(signer: UrlSigner, principal: Principal) -> Sign:
     """Signs URLs for ``principal``'s key (see :mod:`audiorag.api.signing`)."""
-    return lambda path, query: service.signer.url(principal.key_id, path, query)
+    return lambda path, query: signer.url(principal.key_id, path, query)
 
 
 ACCEPTED = {
@@ -45,7 +42,7 @@ ACCEPTED = {
     404: {"model": Problem},
     422: {"model": Problem},
     429: {"description": "Queue full; see Retry-After.", "model": Problem},
-    503: {"description": "Generator not loaded.", "model": Problem},
+    503: {"description": "Generator not loaded, or the service is restarting.", "model": Problem},
 }
 
 
@@ -79,22 +76,21 @@ def job_out(row: dict[str, Any], sign: Sign | None = None) -> JobOut:
     )
 
 
-def tenant_job(service: Service, tenant: str, job_id: str) -> dict[str, Any]:
-    row = service.db.one("SELECT * FROM jobs WHERE id = ? AND tenant = ?", job_id, tenant)
+def tenant_job(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
+    row = repo.for_tenant(db, tenant, job_id)
     if row is None:
         raise not_found("no such job")
     return row
 
 
-def check_pins(service: Service, scope: TenantScope, store_names: list[str], pins: list[str]):
+def check_pins(store: LockedStore, scope: TenantScope, store_names: list[str], pins: list[str]):
     """Every pinned id must be one of the caller's items in these catalogs (else 404)."""
-    assert service.store is not None
     ids = [check_item_id(p) for p in pins]
     if not ids:
         return []
     visible = {
         p.id: p.payload
-        for p in scope.view(service.store).retrieve(ids)
+        for p in scope.view(store).retrieve(ids)
         if p.payload.get("catalog") in store_names
     }
     for item_id in ids:
@@ -116,7 +112,8 @@ def check_pins(service: Service, scope: TenantScope, store_names: list[str], pin
 
 
 def enqueue(
-    service: Service,
+    models: Models,
+    jobs: JobQueue,
     tenant: str,
     spec: dict[str, Any],
     response: Response,
@@ -124,40 +121,41 @@ def enqueue(
     session_id: str | None = None,
     parent_take: str | None = None,
 ) -> JobOut:
-    if service.orchestrator is None:
+    orchestrator = models.orchestrator
+    if orchestrator is None:
         raise HTTPException(
             503,
-            detail=f"the generator is not loaded ({service.generator_error or 'still loading'})",
+            detail=f"the generator is not loaded ({models.generator_error or 'still loading'})",
             headers={"Retry-After": "30"},
         )
-    precheck(service, spec)
+    precheck(orchestrator, spec)
     try:
-        job_id = service.jobs.submit(tenant, spec, session_id=session_id, parent_take=parent_take)
+        job_id = jobs.submit(tenant, spec, session_id=session_id, parent_take=parent_take)
     except QueueFull as err:
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             detail=str(err),
             headers={"Retry-After": str(err.retry_after)},
         ) from err
+    except Draining as err:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=str(err),
+            headers={"Retry-After": str(err.retry_after)},
+        ) from err
     response.status_code = status.HTTP_202_ACCEPTED
     response.headers["Location"] = f"/v1/jobs/{job_id}"
-    row = service.db.one("SELECT * FROM jobs WHERE id = ?", job_id)
+    row = repo.get(jobs.db, job_id)
     assert row is not None
     return job_out(row)
 
 
-def precheck(service: Service, spec: dict[str, Any]) -> None:
+def precheck(orchestrator: Generates, spec: dict[str, Any]) -> None:
     """What the orchestrator would refuse before rendering — invalid settings, a blocked term
     nobody in scope licensed — raised now (GenerationError / BlockedPrompt, both ValueError), so
-    the client gets a 422 instead of a job that fails later. (A test's queue-only stand-in
-    may have nothing to check.)"""
-    from audiorag.api.generation import build_generate_request
-
-    check = getattr(service.orchestrator, "check", None)
-    if check is None:
-        return
+    the client gets a 422 instead of a job that fails later."""
     try:
-        check(build_generate_request(spec))
+        orchestrator.check(build_generate_request(spec))
     except ValueError as err:  # GenerationError / BlockedPrompt: the message names the fix
         term = getattr(err, "term", None)
         raise HTTPException(
@@ -181,33 +179,44 @@ def precheck(service: Service, spec: dict[str, Any]) -> None:
     responses=ACCEPTED,
 )
 async def generate(
-    request: Request, response: Response, scope: Scope, service: ReadyService
+    request: Request,
+    response: Response,
+    scope: Scope,
+    loaded: Ready,
+    models: ModelsDep,
+    jobs: Jobs,
+    config: Config,
+    folders: FoldersDep,
 ) -> JobOut:
-    folder = service.inputs_dir / uuid.uuid4().hex
+    folder = folders.inputs / uuid.uuid4().hex
     body, files = await parse_body(
         request,
         GenerateBody,
         json_field="request",
         file_fields=("like", "inpaint"),
         folder=folder,
-        max_file_bytes=service.settings.upload_max_file_bytes,
+        max_file_bytes=config.upload_max_file_bytes,
     )
     try:
-        return await run_in_threadpool(_submit, service, scope, body, files, response)
+        return await run_in_threadpool(
+            _submit, loaded.store, models, jobs, scope, body, files, response
+        )
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
 
 
 def _submit(
-    service: Service,
+    store: LockedStore,
+    models: Models,
+    jobs: JobQueue,
     scope: TenantScope,
     body: GenerateBody,
     files: dict[str, Path],
     response: Response,
 ) -> JobOut:
     store_names = catalogs_in_scope(scope, body.catalogs)
-    pinned = check_pins(service, scope, store_names, body.pinned)
+    pinned = check_pins(store, scope, store_names, body.pinned)
     spec = make_spec(
         body.model_dump(exclude={"catalogs", "pinned"}),
         catalogs=store_names,
@@ -215,7 +224,7 @@ def _submit(
         like=files.get("like"),
         inpaint=files.get("inpaint"),
     )
-    return enqueue(service, scope.tenant, spec, response)
+    return enqueue(models, jobs, scope.tenant, spec, response)
 
 
 @router.get(
@@ -224,8 +233,8 @@ def _submit(
     summary="A job's status and progress (denoiser steps done / total)",
     responses={404: {"model": Problem}},
 )
-def get_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
-    return job_out(tenant_job(service, principal.tenant, job_id), signer_for(service, principal))
+def get_job(job_id: str, principal: Tenant, db: Db, signer: Signer) -> JobOut:
+    return job_out(tenant_job(db, principal.tenant, job_id), signer_for(signer, principal))
 
 
 @router.delete(
@@ -234,14 +243,14 @@ def get_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
     summary="Cancel a job (queued: dropped; running: stops at its next step)",
     responses={404: {"model": Problem}},
 )
-def cancel_job(job_id: str, principal: Tenant, service: ServiceDep) -> JobOut:
-    tenant_job(service, principal.tenant, job_id)
-    service.jobs.cancel(job_id)
-    return job_out(tenant_job(service, principal.tenant, job_id), signer_for(service, principal))
+def cancel_job(job_id: str, principal: Tenant, db: Db, jobs: Jobs, signer: Signer) -> JobOut:
+    tenant_job(db, principal.tenant, job_id)
+    jobs.cancel(job_id)
+    return job_out(tenant_job(db, principal.tenant, job_id), signer_for(signer, principal))
 
 
-def finished_job(service: Service, tenant: str, job_id: str) -> dict[str, Any]:
-    row = tenant_job(service, tenant, job_id)
+def finished_job(db: Database, tenant: str, job_id: str) -> dict[str, Any]:
+    row = tenant_job(db, tenant, job_id)
     if row["status"] != "succeeded":
         raise HTTPException(409, detail=f"job is {row['status']}; no take to fetch")
     return row
@@ -263,10 +272,10 @@ def finished_job(service: Service, tenant: str, job_id: str) -> dict[str, Any]:
 def job_audio(
     job_id: str,
     principal: TenantOrToken,
-    service: ServiceDep,
+    db: Db,
     format: Annotated[str, Query(pattern="^(wav|flac)$")] = "wav",
 ) -> FileResponse:
-    row = finished_job(service, principal.tenant, job_id)
+    row = finished_job(db, principal.tenant, job_id)
     path = (row.get("audio") or {}).get(format)
     if not path or not Path(path).is_file():
         raise not_found(f"this take has no {format} audio")
@@ -279,8 +288,8 @@ def job_audio(
     summary="The take's provenance manifest (seeds, licences, settings, model ids)",
     responses={404: {"model": Problem}, 409: {"model": Problem}},
 )
-def job_manifest(job_id: str, principal: Tenant, service: ServiceDep) -> dict[str, Any]:
-    return finished_job(service, principal.tenant, job_id)["manifest"] or {}
+def job_manifest(job_id: str, principal: Tenant, db: Db) -> dict[str, Any]:
+    return finished_job(db, principal.tenant, job_id)["manifest"] or {}
 
 
 @router.get(
@@ -296,8 +305,8 @@ def job_manifest(job_id: str, principal: Tenant, service: ServiceDep) -> dict[st
         409: {"description": "The job has not succeeded.", "model": Problem},
     },
 )
-def job_spectrogram(job_id: str, principal: TenantOrToken, service: ServiceDep) -> FileResponse:
-    row = finished_job(service, principal.tenant, job_id)
+def job_spectrogram(job_id: str, principal: TenantOrToken, db: Db) -> FileResponse:
+    row = finished_job(db, principal.tenant, job_id)
     path = Path(row["folder"] or "") / "spectrogram.png" if row.get("folder") else None
     if path is None or not path.is_file():
         raise not_found("this take has no spectrogram")

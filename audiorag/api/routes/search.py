@@ -15,10 +15,13 @@ from fastapi.responses import FileResponse
 
 from audiorag.api.auth import Principal, Tenant, TenantOrToken
 from audiorag.api.bodies import openapi_body, parse_body
-from audiorag.api.deps import ReadyService, Scope, catalogs_in_scope, check_item_id, not_found
+from audiorag.api.deps import Scope, catalogs_in_scope, check_item_id, not_found
+from audiorag.api.models import Loaded
+from audiorag.api.parts import Config, Db, FoldersDep, MetricsDep, Ready, Signer
 from audiorag.api.schemas import ItemOut, Problem, SearchBody, SearchHitOut, SearchResponse
-from audiorag.api.service import Service
-from audiorag.api.tenancy import ScopedStore, TenantScope, scope_for
+from audiorag.api.signing import UrlSigner
+from audiorag.api.tenancy import LockedStore, ScopedStore, TenantScope, scope_for
+from audiorag.settings import Settings
 from rag.catalogs import CatalogRoots
 
 router = APIRouter(prefix="/v1", tags=["search"])
@@ -41,33 +44,55 @@ AUDIO_TYPES = {
     responses={404: {"model": Problem}, 415: {"model": Problem}, 422: {"model": Problem}},
 )
 async def search_route(
-    request: Request, principal: Tenant, scope: Scope, service: ReadyService
+    request: Request,
+    principal: Tenant,
+    scope: Scope,
+    loaded: Ready,
+    config: Config,
+    folders: FoldersDep,
+    signer: Signer,
+    metrics: MetricsDep,
 ) -> SearchResponse:
-    folder = service.scratch_dir / uuid.uuid4().hex
+    folder = folders.scratch / uuid.uuid4().hex
     body, files = await parse_body(
         request,
         SearchBody,
         json_field="query",
         file_fields=("clip",),
         folder=folder,
-        max_file_bytes=service.settings.upload_max_file_bytes,
+        max_file_bytes=config.upload_max_file_bytes,
     )
     try:
-        return await run_in_threadpool(_search, service, scope, body, files.get("clip"), principal)
+        hits = await run_in_threadpool(_search, loaded, config, scope, body, files.get("clip"))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    metrics.search_seconds.observe(hits[1])
+    out = []
+    for hit in hits[0]:
+        payload = scope.public_payload(hit.payload)
+        out.append(
+            SearchHitOut(
+                id=hit.id,
+                catalog=str(payload.get("catalog")),
+                score=round(hit.score, 4),
+                scores=hit.scores,
+                payload=payload,
+                links=_links(signer, principal, hit.id),
+            )
+        )
+    return SearchResponse(hits=out)
 
 
 def _search(
-    service: Service,
+    loaded: Loaded,
+    config: Settings,
     scope: TenantScope,
     body: SearchBody,
     clip: Path | None,
-    principal: Principal,
-) -> SearchResponse:
+) -> tuple[list[Any], float]:
+    """The hits, and the seconds the search took."""
     from rag.search import SearchError, SearchRequest, search
 
-    assert service.store is not None and service.embedder is not None
     names = catalogs_in_scope(scope, body.catalogs)
     request = SearchRequest(
         text=body.text,
@@ -84,41 +109,26 @@ def _search(
         key=body.key,
         compatible_key=body.compatible_key,
         uses=tuple(dict.fromkeys(["search", *body.uses])),
-        limit=min(body.limit, service.settings.api_max_search_results),
+        limit=min(body.limit, config.api_max_search_results),
     )
-    view = ScopedStore(service.store, names)
+    view = ScopedStore(loaded.store, names)
     started = time.perf_counter()
     try:
-        hits = search(view, service.embedder, request)
+        hits = search(view, loaded.embedder, request)
     except SearchError as err:
         raise HTTPException(422, detail=str(err)) from err
-    service.metrics.search_seconds.observe(time.perf_counter() - started)
-    out = []
-    for hit in hits:
-        payload = scope.public_payload(hit.payload)
-        out.append(
-            SearchHitOut(
-                id=hit.id,
-                catalog=str(payload.get("catalog")),
-                score=round(hit.score, 4),
-                scores=hit.scores,
-                payload=payload,
-                links=_links(service, principal, hit.id),
-            )
-        )
-    return SearchResponse(hits=out)
+    return hits, time.perf_counter() - started
 
 
-def _links(service: Service, principal: Principal, item_id: str) -> dict[str, str]:
+def _links(signer: UrlSigner, principal: Principal, item_id: str) -> dict[str, str]:
     path = f"/v1/items/{item_id}/audio"
-    return {"audio": path, "audio_signed": service.signer.url(principal.key_id, path)}
+    return {"audio": path, "audio_signed": signer.url(principal.key_id, path)}
 
 
-def find_item(service: Service, scope: TenantScope, item_id: str) -> dict[str, Any]:
+def find_item(store: LockedStore, scope: TenantScope, item_id: str) -> dict[str, Any]:
     """The payload of one of the tenant's items; 404 for any other id."""
-    assert service.store is not None
     item_id = check_item_id(item_id)
-    points = scope.view(service.store).retrieve([item_id])
+    points = scope.view(store).retrieve([item_id])
     if not points:
         raise not_found("no such item")
     return points[0].payload
@@ -130,8 +140,10 @@ def find_item(service: Service, scope: TenantScope, item_id: str) -> dict[str, A
     summary="One item's metadata: analysis, licence, caption",
     responses={404: {"model": Problem}},
 )
-def get_item(item_id: str, principal: Tenant, scope: Scope, service: ReadyService) -> ItemOut:
-    payload = find_item(service, scope, item_id)
+def get_item(
+    item_id: str, principal: Tenant, scope: Scope, loaded: Ready, signer: Signer
+) -> ItemOut:
+    payload = find_item(loaded.store, scope, item_id)
     public = scope.public_payload(payload)
     item_id = check_item_id(item_id)
     return ItemOut(
@@ -140,7 +152,7 @@ def get_item(item_id: str, principal: Tenant, scope: Scope, service: ReadyServic
         kind=payload.get("kind"),
         payload=public,
         audio_url=f"/v1/items/{item_id}/audio",
-        links=_links(service, principal, item_id),
+        links=_links(signer, principal, item_id),
     )
 
 
@@ -159,23 +171,30 @@ def get_item(item_id: str, principal: Tenant, scope: Scope, service: ReadyServic
     },
 )
 async def get_item_audio(
-    item_id: str, principal: TenantOrToken, service: ReadyService
+    item_id: str,
+    principal: TenantOrToken,
+    loaded: Ready,
+    db: Db,
+    config: Config,
+    folders: FoldersDep,
 ) -> FileResponse:
     # Read per request, like every scope: a catalog revoked since the URL was signed is gone.
-    scope = scope_for(service.db, principal.tenant)
-    payload = await run_in_threadpool(find_item, service, scope, item_id)
-    path = await run_in_threadpool(_audio_file, service, scope, payload)
+    scope = scope_for(db, principal.tenant)
+    payload = await run_in_threadpool(find_item, loaded.store, scope, item_id)
+    path = await run_in_threadpool(_audio_file, config.data_dir, folders.previews, scope, payload)
     media_type = AUDIO_TYPES.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0]
     # Starlette's FileResponse answers Range / If-Range with 206 (single and multi-range) and
     # 416 for unsatisfiable ranges, and advertises Accept-Ranges: bytes.
     return FileResponse(path, media_type=media_type or "application/octet-stream")
 
 
-def _audio_file(service: Service, scope: TenantScope, payload: dict[str, Any]) -> Path:
+def _audio_file(
+    data_dir: Path, previews: Path, scope: TenantScope, payload: dict[str, Any]
+) -> Path:
     catalog = scope.by_store_name(str(payload.get("catalog")))
     root = catalog.root if catalog and catalog.root else None
     if root is None:
-        root = CatalogRoots(service.settings.data_dir).root(str(payload.get("catalog")))
+        root = CatalogRoots(data_dir).root(str(payload.get("catalog")))
     relative = str(payload.get("path", ""))
     if root is None or not relative:
         raise not_found("this item's audio is not available on this server")
@@ -185,12 +204,12 @@ def _audio_file(service: Service, scope: TenantScope, payload: dict[str, Any]) -
     if not path.is_relative_to(base) or not path.is_file():
         raise not_found("this item's audio is not available on this server")
     if payload.get("kind") == "midi":
-        return _midi_preview(service, path, str(payload.get("sha256") or uuid.uuid4().hex))
+        return _midi_preview(previews, path, str(payload.get("sha256") or uuid.uuid4().hex))
     return path
 
 
-def _midi_preview(service: Service, midi: Path, sha256: str) -> Path:
-    target = service.previews_dir / f"{sha256}.wav"
+def _midi_preview(previews: Path, midi: Path, sha256: str) -> Path:
+    target = previews / f"{sha256}.wav"
     if target.is_file():
         return target
     import soundfile as sf

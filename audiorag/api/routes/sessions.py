@@ -5,23 +5,22 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, Depends, HTTPException, Response
 from fastapi.concurrency import run_in_threadpool
 
 from audiorag.api.auth import Tenant
-from audiorag.api.db import now
-from audiorag.api.deps import (
-    ReadyService,
-    Scope,
-    ServiceDep,
-    catalogs_in_scope,
-    check_item_id,
-    not_found,
-)
+from audiorag.api.db import Database
+from audiorag.api.deps import Scope, catalogs_in_scope, check_item_id, not_found
 from audiorag.api.generation import make_spec
+from audiorag.api.jobs import JobQueue
+from audiorag.api.models import Loaded, Models
+from audiorag.api.parts import Db, FoldersDep, Jobs, ModelsDep, Ready, Signer
+from audiorag.api.repos import jobs as jobs_repo
+from audiorag.api.repos import sessions as repo
 from audiorag.api.routes.jobs import ACCEPTED, check_pins, enqueue, job_out, signer_for
 from audiorag.api.schemas import (
     InpaintBody,
@@ -36,38 +35,50 @@ from audiorag.api.schemas import (
     TakeList,
     TakeOut,
 )
-from audiorag.api.service import Service
 from audiorag.api.tenancy import TenantScope
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 NOT_FOUND = {404: {"model": Problem}}
 
 
-def _session(service: Service, tenant: str, session_id: str) -> dict[str, Any]:
-    row = service.db.one("SELECT * FROM sessions WHERE id = ? AND tenant = ?", session_id, tenant)
+def _session(db: Database, tenant: str, session_id: str) -> dict[str, Any]:
+    row = repo.get(db, tenant, session_id)
     if row is None:
         raise not_found("no such session")
     return row
 
 
-def _pins(service: Service, session_id: str) -> list[str]:
-    rows = service.db.all(
-        "SELECT item_id FROM pins WHERE session_id = ? ORDER BY created, item_id", session_id
-    )
-    return [r["item_id"] for r in rows]
-
-
-def _out(service: Service, row: dict[str, Any]) -> SessionOut:
-    takes = service.db.one("SELECT COUNT(*) AS n FROM jobs WHERE session_id = ?", row["id"])
+def _out(db: Database, row: dict[str, Any]) -> SessionOut:
     return SessionOut(
         id=row["id"],
         name=row["name"],
         catalogs=row["catalogs"],
-        pins=_pins(service, row["id"]),
+        pins=repo.pins(db, row["id"]),
         defaults=row["defaults"],
         created=row["created"],
-        takes=takes["n"] if takes else 0,
+        takes=jobs_repo.count_in_session(db, row["id"]),
     )
+
+
+@dataclass(frozen=True)
+class Takes:
+    """What making a session take needs: the loaded store (pin checks), the orchestrator (its
+    pre-check) and the queue."""
+
+    loaded: Loaded
+    models: Models
+    jobs: JobQueue
+
+    @property
+    def db(self) -> Database:
+        return self.jobs.db
+
+
+def _takes(loaded: Ready, models: ModelsDep, jobs: Jobs) -> Takes:
+    return Takes(loaded, models, jobs)
+
+
+TakesDep = Annotated[Takes, Depends(_takes)]
 
 
 def _scope_names(scope: TenantScope, row: dict[str, Any]) -> list[str]:
@@ -82,37 +93,25 @@ def _scope_names(scope: TenantScope, row: dict[str, Any]) -> list[str]:
 @router.post(
     "", status_code=201, response_model=SessionOut, summary="Start a session", responses=NOT_FOUND
 )
-def create_session(body: SessionCreate, scope: Scope, service: ReadyService) -> SessionOut:
+def create_session(body: SessionCreate, scope: Scope, loaded: Ready, db: Db) -> SessionOut:
     store_names = catalogs_in_scope(scope, body.catalogs or None)
-    pins = check_pins(service, scope, store_names, body.pins)
+    pins = check_pins(loaded.store, scope, store_names, body.pins)
     session_id = uuid.uuid4().hex
-    created = now()
-    with service.db.tx() as conn:
-        conn.execute(
-            "INSERT INTO sessions (id, tenant, name, catalogs, defaults, created) "
-            "VALUES (?, ?, ?, json(?), json(?), ?)",
-            (
-                session_id,
-                scope.tenant,
-                body.name,
-                _json(list(dict.fromkeys(body.catalogs))),
-                body.defaults.model_dump_json(exclude_none=True),
-                created,
-            ),
-        )
-        conn.executemany(
-            "INSERT OR IGNORE INTO pins (session_id, item_id, created) VALUES (?, ?, ?)",
-            [(session_id, p, created + n * 1e-6) for n, p in enumerate(pins)],
-        )
-    return _out(service, _session(service, scope.tenant, session_id))
+    repo.create(
+        db,
+        session_id,
+        scope.tenant,
+        body.name,
+        list(dict.fromkeys(body.catalogs)),
+        body.defaults.model_dump_json(exclude_none=True),
+        pins,
+    )
+    return _out(db, _session(db, scope.tenant, session_id))
 
 
 @router.get("", response_model=SessionList, summary="Your sessions")
-def list_sessions(scope: Scope, service: ServiceDep) -> SessionList:
-    rows = service.db.all(
-        "SELECT * FROM sessions WHERE tenant = ? ORDER BY created DESC", scope.tenant
-    )
-    return SessionList(sessions=[_out(service, r) for r in rows])
+def list_sessions(scope: Scope, db: Db) -> SessionList:
+    return SessionList(sessions=[_out(db, r) for r in repo.for_tenant(db, scope.tenant)])
 
 
 @router.get(
@@ -121,8 +120,8 @@ def list_sessions(scope: Scope, service: ServiceDep) -> SessionList:
     summary="One session: scope, pins, defaults",
     responses=NOT_FOUND,
 )
-def get_session(session_id: str, scope: Scope, service: ServiceDep) -> SessionOut:
-    return _out(service, _session(service, scope.tenant, session_id))
+def get_session(session_id: str, scope: Scope, db: Db) -> SessionOut:
+    return _out(db, _session(db, scope.tenant, session_id))
 
 
 @router.put(
@@ -131,16 +130,11 @@ def get_session(session_id: str, scope: Scope, service: ServiceDep) -> SessionOu
     summary="Pin a reference item (it seeds every take of the session)",
     responses=NOT_FOUND,
 )
-def add_pin(session_id: str, item_id: str, scope: Scope, service: ReadyService) -> SessionOut:
-    row = _session(service, scope.tenant, session_id)
-    (item,) = check_pins(service, scope, _scope_names(scope, row), [item_id])
-    service.db.run(
-        "INSERT OR IGNORE INTO pins (session_id, item_id, created) VALUES (?, ?, ?)",
-        session_id,
-        item,
-        now(),
-    )
-    return _out(service, row)
+def add_pin(session_id: str, item_id: str, scope: Scope, loaded: Ready, db: Db) -> SessionOut:
+    row = _session(db, scope.tenant, session_id)
+    (item,) = check_pins(loaded.store, scope, _scope_names(scope, row), [item_id])
+    repo.add_pin(db, session_id, item)
+    return _out(db, row)
 
 
 @router.delete(
@@ -149,14 +143,11 @@ def add_pin(session_id: str, item_id: str, scope: Scope, service: ReadyService) 
     summary="Unpin a reference item",
     responses=NOT_FOUND,
 )
-def remove_pin(session_id: str, item_id: str, scope: Scope, service: ServiceDep) -> SessionOut:
-    row = _session(service, scope.tenant, session_id)
-    removed = service.db.run(
-        "DELETE FROM pins WHERE session_id = ? AND item_id = ?", session_id, check_item_id(item_id)
-    )
-    if not removed:
+def remove_pin(session_id: str, item_id: str, scope: Scope, db: Db) -> SessionOut:
+    row = _session(db, scope.tenant, session_id)
+    if not repo.remove_pin(db, session_id, check_item_id(item_id)):
         raise not_found("that item is not pinned in this session")
-    return _out(service, row)
+    return _out(db, row)
 
 
 @router.post(
@@ -171,28 +162,28 @@ async def session_generate(
     body: SessionGenerateBody,
     response: Response,
     scope: Scope,
-    service: ReadyService,
+    takes: TakesDep,
 ) -> JobOut:
-    return await run_in_threadpool(_session_generate, service, scope, session_id, body, response)
+    return await run_in_threadpool(_session_generate, takes, scope, session_id, body, response)
 
 
 def _session_generate(
-    service: Service,
+    takes: Takes,
     scope: TenantScope,
     session_id: str,
     body: SessionGenerateBody,
     response: Response,
 ) -> JobOut:
-    row = _session(service, scope.tenant, session_id)
+    row = _session(takes.db, scope.tenant, session_id)
     merged = {**row["defaults"], **body.model_dump(exclude_none=True)}
     if not merged.get("prompt"):
         raise HTTPException(422, detail="prompt: give one here or in the session's defaults")
     store_names = _scope_names(scope, row)
     # Pins are re-checked at every take: an item removed from the index since pinning is
     # reported instead of silently generating without it.
-    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    pinned = check_pins(takes.loaded.store, scope, store_names, repo.pins(takes.db, session_id))
     spec = make_spec(merged, catalogs=store_names, pinned=pinned)
-    return enqueue(service, scope.tenant, spec, response, session_id=session_id)
+    return enqueue(takes.models, takes.jobs, scope.tenant, spec, response, session_id=session_id)
 
 
 @router.get(
@@ -201,14 +192,12 @@ def _session_generate(
     summary="The session's takes, oldest first, each with its settings and manifest",
     responses=NOT_FOUND,
 )
-def list_takes(session_id: str, principal: Tenant, scope: Scope, service: ServiceDep) -> TakeList:
-    _session(service, scope.tenant, session_id)
-    rows = service.db.all(
-        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? ORDER BY created",
-        session_id,
-        scope.tenant,
-    )
-    sign = signer_for(service, principal)
+def list_takes(
+    session_id: str, principal: Tenant, scope: Scope, db: Db, signer: Signer
+) -> TakeList:
+    _session(db, scope.tenant, session_id)
+    rows = jobs_repo.in_session(db, scope.tenant, session_id)
+    sign = signer_for(signer, principal)
     return TakeList(takes=[_take_out(r, sign) for r in rows])
 
 
@@ -246,40 +235,33 @@ async def rerun_take(
     body: RerunBody,
     response: Response,
     scope: Scope,
-    service: ReadyService,
+    takes: TakesDep,
 ) -> JobOut:
-    return await run_in_threadpool(_rerun, service, scope, session_id, take_id, body, response)
+    return await run_in_threadpool(_rerun, takes, scope, session_id, take_id, body, response)
 
 
-def _take_job(service: Service, tenant: str, session_id: str, take_id: str) -> dict[str, Any]:
-    # A take is named by its take id, or by its job id before it has one.
-    job = service.db.one(
-        "SELECT * FROM jobs WHERE session_id = ? AND tenant = ? AND (take_id = ? OR id = ?)",
-        session_id,
-        tenant,
-        take_id,
-        take_id,
-    )
+def _take_job(db: Database, tenant: str, session_id: str, take_id: str) -> dict[str, Any]:
+    job = jobs_repo.take_in_session(db, tenant, session_id, take_id)
     if job is None:
         raise not_found("no such take in this session")
     return job
 
 
 def _rerun(
-    service: Service,
+    takes: Takes,
     scope: TenantScope,
     session_id: str,
     take_id: str,
     body: RerunBody,
     response: Response,
 ) -> JobOut:
-    row = _session(service, scope.tenant, session_id)
-    job = _take_job(service, scope.tenant, session_id, take_id)
+    row = _session(takes.db, scope.tenant, session_id)
+    job = _take_job(takes.db, scope.tenant, session_id, take_id)
     spec = dict(job["spec"])
     settings = dict(spec["settings"])
     settings.update(body.model_dump(exclude_none=True))
     store_names = _scope_names(scope, row)
-    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    pinned = check_pins(takes.loaded.store, scope, store_names, repo.pins(takes.db, session_id))
     new_spec = make_spec(
         settings,
         catalogs=store_names,
@@ -289,7 +271,8 @@ def _rerun(
         origin="rerun",
     )
     return enqueue(
-        service,
+        takes.models,
+        takes.jobs,
         scope.tenant,
         new_spec,
         response,
@@ -313,21 +296,25 @@ async def inpaint_take(
     body: InpaintBody,
     response: Response,
     scope: Scope,
-    service: ReadyService,
+    takes: TakesDep,
+    folders: FoldersDep,
 ) -> JobOut:
-    return await run_in_threadpool(_inpaint, service, scope, session_id, take_id, body, response)
+    return await run_in_threadpool(
+        _inpaint, takes, folders.inputs, scope, session_id, take_id, body, response
+    )
 
 
 def _inpaint(
-    service: Service,
+    takes: Takes,
+    inputs: Path,
     scope: TenantScope,
     session_id: str,
     take_id: str,
     body: InpaintBody,
     response: Response,
 ) -> JobOut:
-    row = _session(service, scope.tenant, session_id)
-    job = _take_job(service, scope.tenant, session_id, take_id)
+    row = _session(takes.db, scope.tenant, session_id)
+    job = _take_job(takes.db, scope.tenant, session_id, take_id)
     if job["status"] != "succeeded":
         raise HTTPException(409, detail=f"that take is {job['status']}; in-paint a finished one")
     if body.to_s <= body.from_s:
@@ -348,10 +335,10 @@ def _inpaint(
     if body.strength is None:
         settings.pop("strength", None)  # in-painting's own default (1.0), not the parent's
     store_names = _scope_names(scope, row)
-    pinned = check_pins(service, scope, store_names, _pins(service, session_id))
+    pinned = check_pins(takes.loaded.store, scope, store_names, repo.pins(takes.db, session_id))
     # A copy of the take's audio, kept with the job's inputs: the new take can be re-run even
     # if the parent's folder goes.
-    folder = service.inputs_dir / uuid.uuid4().hex
+    folder = inputs / uuid.uuid4().hex
     folder.mkdir(parents=True, exist_ok=True)
     clip = folder / f"inpaint-source{source.suffix}"
     shutil.copyfile(source, clip)
@@ -365,7 +352,8 @@ def _inpaint(
     )
     try:
         return enqueue(
-            service,
+            takes.models,
+            takes.jobs,
             scope.tenant,
             spec,
             response,
@@ -375,9 +363,3 @@ def _inpaint(
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value)
