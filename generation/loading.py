@@ -27,14 +27,15 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
         return folder, folder.name
     if folder.suffix or str(name_or_path).startswith((".", "/")):
         raise RenderInputError(f"generator folder {name_or_path} does not exist")
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
+        index_file = hf_hub_download(str(name_or_path), "model_index.json", revision=revision)
         snapshot = snapshot_download(
             str(name_or_path),
             revision=revision,
-            allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"],
+            allow_patterns=component_patterns(json.loads(Path(index_file).read_text())),
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         raise RenderInputError(
@@ -43,6 +44,22 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
             "the hub is reachable, or point AUDIORAG_GENERATOR_MODEL at a folder"
         ) from err
     return Path(snapshot), str(name_or_path)
+
+
+def component_patterns(model_index: dict) -> list[str]:
+    """The files a pipeline folder's loader reads: each component's configs, safetensors weights
+    and tokenizer files, plus the folder-level JSON. Not the single-file checkpoint some repos
+    also carry at the top (Stable Audio Open's ``model.safetensors``, 4.9 GB), nor ``.bin``
+    duplicates of safetensors weights.
+
+    >>> component_patterns({"_class_name": "StableAudioPipeline", "vae": ["diffusers", "X"]})
+    ['*.json', 'vae/*.json', 'vae/*.safetensors', 'vae/*.txt', 'vae/*.model', 'vae/tokenizer*']
+    """
+    patterns = ["*.json"]
+    for name in sorted(key for key in model_index if not key.startswith("_")):
+        for pattern in ("*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"):
+            patterns.append(f"{name}/{pattern}")
+    return patterns
 
 
 def model_family(folder: Path) -> str:
