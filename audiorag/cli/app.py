@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from audiorag.cli.common import RichProgress, components, console, progress_bar
+from audiorag.cli.convert import convert_app
 from audiorag.cli.generate import generate_command
 from audiorag.cli.serve import grants_app, keys_app, serve_command
 from audiorag.cli.train import eval_app, train_app
@@ -32,6 +33,7 @@ app.add_typer(watermark_app, name="watermark")
 app.command("serve")(serve_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(grants_app, name="grants")
+app.add_typer(convert_app, name="convert")
 
 
 # --- catalog ------------------------------------------------------------------------------------
