@@ -43,7 +43,8 @@ class Settings(BaseSettings):
     )
     generator_revision: str | None = None
     dtype: Literal["float32", "float16", "bfloat16"] = Field(
-        "float32", description="Generator weights dtype (float16/bfloat16 only on a GPU)."
+        "float32",
+        description="Generator weights dtype (half precision on a GPU; a CPU maps it to float32).",
     )
     render_speed: Literal["auto", "off", "fast", "compiled"] = Field(
         "auto",

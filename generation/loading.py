@@ -7,12 +7,15 @@ snapshot, so both load through the same code. The bundled demo model is a folder
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from generation.interface import DTYPES, Generator, RenderInputError
 
 # The default generator: trained on the synthetic demo catalog by `audiorag train generator` and
 # shipped in the package (see its TRAINING.md), because no model hub is reachable where this runs.
+log = logging.getLogger(__name__)
+
 BUNDLED_GENERATOR = Path(__file__).resolve().parent / "models" / "generator-demo"
 
 
@@ -78,6 +81,28 @@ def model_family(folder: Path) -> str:
     )
 
 
+def weights_dtype(device: str, dtype: str) -> str:
+    """The dtype the weights are loaded in: ``dtype``, except half precision on a CPU, which is
+    mapped to float32 with a warning. CPUs have no fast float16 arithmetic (several of the VAE's
+    convolutions have no float16 CPU kernel at all) and bfloat16 is slower than float32 on most
+    of them, so a half-precision setting meant for a GPU would only make a CPU render slower or
+    fail mid-way.
+
+    >>> weights_dtype("cpu", "float16"), weights_dtype("cuda", "bfloat16")
+    ('float32', 'bfloat16')
+    """
+    if dtype not in DTYPES:
+        raise RenderInputError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if dtype != "float32" and str(device).startswith("cpu"):
+        log.warning(
+            "dtype %s was asked for on the CPU: loading the generator in float32 instead "
+            "(half precision is for GPUs; set AUDIORAG_DTYPE=float32 to silence this)",
+            dtype,
+        )
+        return "float32"
+    return dtype
+
+
 def load_generator(
     name_or_path: str | Path,
     *,
@@ -88,7 +113,7 @@ def load_generator(
     """Load a generator from a hub id or a local diffusers folder, whatever its family."""
     folder, label = resolve_folder(name_or_path, revision)
     family = model_family(folder)
-    torch_dtype = DTYPES[dtype]
+    torch_dtype = DTYPES[weights_dtype(device, dtype)]
     if family == "stable-audio-open":
         from generation.stable_audio_open import StableAudioOpen
 

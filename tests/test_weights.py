@@ -76,3 +76,15 @@ def test_a_hub_download_takes_only_the_files_the_loader_reads():
     assert "text_encoder/pytorch_model.bin" not in kept
     assert {"vae/diffusion_pytorch_model.safetensors", "tokenizer/spiece.model"} <= kept
     assert {"model_index.json", "scheduler/scheduler_config.json"} <= kept
+
+
+def test_half_precision_on_a_cpu_loads_in_float32_with_a_warning(tiny_generator_folder, caplog):
+    import torch
+
+    from generation.loading import load_generator, weights_dtype
+
+    assert weights_dtype("cuda", "float16") == "float16"
+    with caplog.at_level("WARNING", logger="generation.loading"):
+        generator = load_generator(tiny_generator_folder, device="cpu", dtype="float16")
+    assert "float32 instead" in caplog.text
+    assert next(generator.pipe.transformer.parameters()).dtype == torch.float32
