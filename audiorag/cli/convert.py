@@ -65,7 +65,8 @@ def convert_clap_command(
     console.print(f"  text:  {report.text}, captions cut at 77 tokens", markup=False)
     console.print(
         f"  {report.tensors} tensors, projection {report.projection_dim}; "
-        f"{report.dropped} training-only checkpoint entries left out",
+        f"{report.dropped} checkpoint entries left out (loss MLPs, AudioSet classifier, STFT/mel "
+        "layers, rebuilt buffers)",
         markup=False,
     )
     console.print(

@@ -575,7 +575,7 @@ class ConversionReport:
     text: str
     projection_dim: int
     tensors: int  # written to model.safetensors
-    dropped: int  # checkpoint keys ClapModel has no use for
+    dropped: int  # checkpoint entries ClapModel has no use for (loss MLPs, classifier, …)
     sha256: str  # of the .pt
 
 
@@ -632,6 +632,8 @@ def convert_laion_clap(
     partial.mkdir(parents=True)
     config.save_pretrained(partial)
     save_file(tensors, partial / "model.safetensors", metadata={"format": "pt"})
+    # safetensors creates the file owner-only; give it the mode the other files got (umask).
+    (partial / "model.safetensors").chmod((partial / "config.json").stat().st_mode & 0o777)
     ClapProcessor(feature_extractor=extractor, tokenizer=bpe).save_pretrained(partial)
     provenance = {
         "source": "LAION-AI/CLAP checkpoint",
