@@ -430,3 +430,13 @@ def test_cli(laion, tmp_path, tokenizer_dir):
     args = [*args[:3], "--out", str(tmp_path / "n"), "--base", "htsat-tiny"]
     result = runner.invoke(app, [*args, "--tokenizer", str(tokenizer_dir)])
     assert result.exit_code == 2 and "--base htsat-tiny expects" in result.output
+
+
+def test_folders_not_from_laion_keep_their_text_limit():
+    """The 77-token limit comes from the folder's tokenizer: the bundled demo CLAP (80 positions,
+    model_max_length 78) still reads 78 tokens."""
+    from audiorag.components import BUNDLED_CLAP
+
+    if not (BUNDLED_CLAP / "model.safetensors").is_file():
+        pytest.skip("bundled CLAP not in this checkout")
+    assert ClapEmbedder.from_pretrained(BUNDLED_CLAP).max_text_tokens == 78
