@@ -22,7 +22,12 @@ SILENCE_DBFS = -80.0
 
 
 class UnusableFile(ValueError):
-    """A file that cannot be indexed; the message says why, for the report."""
+    """A file that cannot be indexed; the message says why, for the report, and ``code`` says
+    it for programs (``index.prepare.ProblemReason`` holds the same values)."""
+
+    def __init__(self, message: str, code: str = "undecodable") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,11 @@ class Limits:
 
     max_bytes: int = 512 * 1024 * 1024
     max_seconds: float = 15 * 60.0
-    min_seconds: float = 0.1
+    # One-shots (closed hi-hats, shakers, side-sticks) run 30-90 ms and shorter: only a clip
+    # too short to hold one cycle of audible sound (2 ms, a 500 Hz period) is refused.
+    min_seconds: float = 0.002
+    # Decoded float32 size (frames x channels x 4): bounds memory whatever the header claims.
+    max_decoded_bytes: int = 2 * 1024**3
 
 
 @dataclass
@@ -40,6 +49,13 @@ class Audio:
 
     samples: np.ndarray
     sr: int
+    # What the bytes really are (libsndfile's format name: "WAV", "FLAC", "OGG", "MP3", …),
+    # whatever the file's extension says.
+    container: str = ""
+
+    @property
+    def channels(self) -> int:
+        return self.samples.shape[0]
 
     @property
     def duration_s(self) -> float:
@@ -52,10 +68,11 @@ class Audio:
 def check_size(path: Path, limits: Limits) -> None:
     size = path.stat().st_size
     if size == 0:
-        raise UnusableFile("empty file (0 bytes)")
+        raise UnusableFile("empty file (0 bytes)", "empty")
     if size > limits.max_bytes:
         raise UnusableFile(
-            f"oversized: {size / 2**20:.0f} MiB > {limits.max_bytes / 2**20:.0f} MiB"
+            f"oversized: {size / 2**20:.0f} MiB > {limits.max_bytes / 2**20:.0f} MiB",
+            "too_large",
         )
 
 
@@ -63,6 +80,9 @@ def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
     """Decode a stem to float32 (channels, frames); raise :class:`UnusableFile` with the reason.
 
     Refuses empty, unreadable, truncated, too short, too long, non-finite and silent audio.
+    The container is found from the bytes (libsndfile sniffs it), so a file whose extension
+    lies (a FLAC named .wav, an OGG named .mp3) decodes; ``Audio.container`` says what it was.
+    Any channel count decodes; callers downmix with :meth:`Audio.mono`.
     """
     check_size(path, limits)
     try:
@@ -70,28 +90,42 @@ def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
             declared = f.frames
             if declared > 0 and declared / f.samplerate > limits.max_seconds:
                 raise UnusableFile(
-                    f"too long: {declared / f.samplerate:.0f} s > {limits.max_seconds:.0f} s"
+                    f"too long: {declared / f.samplerate:.0f} s > {limits.max_seconds:.0f} s",
+                    "too_long",
+                )
+            decoded_bytes = declared * f.channels * 4
+            if decoded_bytes > limits.max_decoded_bytes:  # e.g. hundreds of channels
+                raise UnusableFile(
+                    f"oversized: {f.channels} channels x {declared} frames decode to "
+                    f"{decoded_bytes / 2**20:.0f} MiB > {limits.max_decoded_bytes / 2**20:.0f} MiB",
+                    "too_large",
                 )
             data = f.read(dtype="float32", always_2d=True)
-            sr = f.samplerate
+            sr, container = f.samplerate, f.format
     except sf.LibsndfileError as err:
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
     except RuntimeError as err:  # soundfile raises plain RuntimeError for some header errors
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
     if declared > 0 and data.shape[0] < declared:
-        raise UnusableFile(f"truncated: header says {declared} frames, file holds {data.shape[0]}")
-    if path.suffix.lower() == ".wav":
+        raise UnusableFile(
+            f"truncated: header says {declared} frames, file holds {data.shape[0]}", "truncated"
+        )
+    if container == "WAV":  # by content: a FLAC named .wav is no RIFF file
         check_wav_complete(path)
     if data.shape[0] == 0:
-        raise UnusableFile("no audio frames")
+        raise UnusableFile("no audio frames", "empty")
     if data.shape[0] / sr < limits.min_seconds:
-        raise UnusableFile(f"too short: {data.shape[0] / sr:.3f} s < {limits.min_seconds} s")
+        raise UnusableFile(
+            f"too short: {data.shape[0]} samples ({data.shape[0] / sr * 1000:.2f} ms) "
+            f"< {limits.min_seconds * 1000:g} ms",
+            "too_short",
+        )
     if not np.isfinite(data).all():
-        raise UnusableFile("audio holds NaN or infinite samples")
+        raise UnusableFile("audio holds NaN or infinite samples", "non_finite")
     peak = float(np.abs(data).max())
     if peak <= 10 ** (SILENCE_DBFS / 20):
-        raise UnusableFile(f"silent: peak below {SILENCE_DBFS:.0f} dBFS")
-    return Audio(np.ascontiguousarray(data.T), sr)
+        raise UnusableFile(f"silent: peak below {SILENCE_DBFS:.0f} dBFS", "silent")
+    return Audio(np.ascontiguousarray(data.T), sr, container)
 
 
 def check_wav_complete(path: Path) -> None:
@@ -111,7 +145,8 @@ def check_wav_complete(path: Path) -> None:
                 available = path.stat().st_size - f.tell()
                 if size not in (0, 0xFFFFFFFF) and size > available:
                     raise UnusableFile(
-                        f"truncated: data chunk declares {size} bytes, file holds {available}"
+                        f"truncated: data chunk declares {size} bytes, file holds {available}",
+                        "truncated",
                     )
                 return
             f.seek(size + (size & 1), 1)  # chunks are word-aligned

@@ -23,7 +23,8 @@ from audio.decode import Audio
 from audio.signal import resample
 
 # Bump when an estimator changes: re-indexing then refreshes every item's analysis.
-ANALYSIS_VERSION = 2
+# 3: one-shots (not_applicable, one_shot), container and channel count recorded.
+ANALYSIS_VERSION = 3
 
 PITCH_CLASSES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_TO_SHARP = {"Db": "C#", "Eb": "D#", "Gb": "F#", "Ab": "G#", "Bb": "A#", "Cb": "B", "Fb": "E"}
@@ -40,6 +41,12 @@ BPM_RANGE = (60.0, 200.0)
 # apart), and only when the best bar-consistent tempo repeats nearly as well as the best overall.
 LOOP_MAX_SECONDS = 60.0
 LOOP_SCORE_RATIO = 0.9
+# Shorter than this, a stem is a one-shot (a hit, not a loop): no loop is shorter than one 4/4 bar
+# at 240 BPM. Tempo and key do not apply to it, and are recorded as not applicable.
+ONE_SHOT_MAX_SECONDS = 1.0
+# pyloudnorm's BS.1770 weights cover at most five channels; beyond that, loudness is measured on
+# the mono downmix.
+LOUDNESS_MAX_CHANNELS = 5
 
 
 @dataclass
@@ -51,6 +58,10 @@ class AudioAnalysis:
     key_confidence: float
     loudness_lufs: float | None
     peak_dbfs: float
+    one_shot: bool = False
+    channels: int = 1
+    container: str = ""  # what the bytes were (libsndfile's name), whatever the extension says
+    not_applicable: list[str] = field(default_factory=list)  # estimates that do not apply
 
     def to_payload(self) -> dict:
         return asdict(self)
@@ -237,6 +248,8 @@ def loudness_lufs(samples: np.ndarray, sr: int) -> float | None:
     """Integrated loudness (ITU-R BS.1770-4) of (channels, frames) audio; None if too short."""
     if samples.shape[1] < int(0.4 * sr):  # one gating block
         return None
+    if samples.shape[0] > LOUDNESS_MAX_CHANNELS:
+        samples = samples.mean(axis=0, keepdims=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         value = pyloudnorm.Meter(sr).integrated_loudness(samples.T.astype(np.float64))
@@ -252,19 +265,65 @@ def peak_dbfs(samples: np.ndarray) -> float:
 
 
 def analyse_audio(audio: Audio, *, tonal: bool | None = None) -> AudioAnalysis:
-    """Analyse a decoded stem. ``tonal=False`` (e.g. a known drum loop) skips key estimation."""
-    y = resample(audio.mono(), audio.sr, ANALYSIS_SR)
-    bpm, method = estimate_bpm(y, ANALYSIS_SR)
-    key, confidence = (None, 0.0) if tonal is False else estimate_key(y, ANALYSIS_SR)
+    """Analyse a decoded stem. ``tonal=False`` (e.g. a known drum loop) skips key estimation.
+
+    A one-shot (under :data:`ONE_SHOT_MAX_SECONDS`) gets no tempo or key: they do not apply to
+    a 40 ms hit, and ``not_applicable`` says so rather than an error or a guess.
+    """
+    one_shot = audio.duration_s < ONE_SHOT_MAX_SECONDS
+    loudness = loudness_lufs(audio.samples, audio.sr)
+    not_applicable = [] if loudness is not None else ["loudness_lufs"]
+    if one_shot:
+        bpm, method, key, confidence = None, "not-applicable", None, 0.0
+        not_applicable = ["bpm", "key", *not_applicable]
+    else:
+        y = resample(audio.mono(), audio.sr, ANALYSIS_SR)
+        bpm, method = estimate_bpm(y, ANALYSIS_SR)
+        key, confidence = (None, 0.0) if tonal is False else estimate_key(y, ANALYSIS_SR)
     return AudioAnalysis(
         duration_s=round(audio.duration_s, 4),
         bpm=bpm,
         bpm_method=method,
         key=key,
         key_confidence=round(confidence, 3),
-        loudness_lufs=loudness_lufs(audio.samples, audio.sr),
+        loudness_lufs=loudness,
         peak_dbfs=peak_dbfs(audio.samples),
+        one_shot=one_shot,
+        channels=audio.channels,
+        container=audio.container,
+        not_applicable=not_applicable,
     )
+
+
+def warm_up() -> None:
+    """Run the audio analysis once on a synthetic loop, under a machine-wide file lock.
+
+    librosa's beat tracker uses numba ``@guvectorize(cache=True)`` kernels. When two fresh
+    processes compile them at the same moment (the first index run after install, with worker
+    processes), they can write the kernel's two cache files with different ABI tags, and the
+    next load jumps to a null function pointer: a segfault at address 0 (numba issue #10128).
+    Compiling once under a lock, before any real work, means one process writes the cache and
+    every other one only reads it. Cheap once the cache exists.
+    """
+    import fcntl
+    import tempfile
+    from pathlib import Path
+
+    sr = 22_050
+    clicks = np.zeros(2 * sr, np.float32)
+    clicks[:: sr // 4] = 1.0  # 120 BPM clicks, two seconds: reaches the beat tracker
+    audio = Audio(np.stack([clicks, clicks]), sr)
+    lock = Path(tempfile.gettempdir()) / "audiorag-numba-warm-up.lock"
+    with lock.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            analyse_audio(audio)
+            # a clean loop like this one is settled by its length; make sure the beat tracker
+            # (where the crash was) compiles too, with the same dtypes as estimate_bpm
+            onset = librosa.onset.onset_strength(y=clicks, sr=sr, hop_length=HOP)
+            librosa.beat.beat_track(onset_envelope=onset, sr=sr, hop_length=HOP, bpm=120.0)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def parse_midi(data: bytes) -> pretty_midi.PrettyMIDI:

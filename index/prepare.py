@@ -3,7 +3,11 @@ pattern — kept free of torch so worker processes start light (they never embed
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import multiprocessing
+import os
+import signal
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +15,50 @@ import numpy as np
 
 from audio.decode import Limits, UnusableFile, check_size, decode_audio
 from audio.signal import resample
-from index.analysis import analyse_audio, analyse_midi, parse_midi
+from index.analysis import ONE_SHOT_MAX_SECONDS, analyse_audio, analyse_midi, parse_midi
 from index.manifest import Entry
+
+# Test-only: a worker process whose item path contains this text kills itself with SIGSEGV, as a
+# crashing native decoder would. Never set outside tests; ignored in the main process.
+CRASH_HOOK_ENV = "AUDIORAG_TEST_CRASH_ON"
+
+# One-shots are zero-padded to this length before embedding: CLAP repeat-pads short windows, and
+# a 40 ms hit repeated back to back would sound like a buzz, not a hit.
+ONE_SHOT_PAD_SECONDS = 1.0
+
+
+class ProblemReason(StrEnum):
+    """Why a file was skipped, failed, removed, or noted: for programs (the report's ``code``);
+    the human message next to it says the same with the details."""
+
+    # skipped while planning
+    UNSUPPORTED_TYPE = "unsupported_type"
+    NO_LICENCE = "no_licence"
+    DUPLICATE = "duplicate"
+    OUTSIDE_CATALOG = "outside_catalog"  # a symlink that resolves outside the catalog folder
+    BROKEN_LINK = "broken_link"  # a dangling symlink or a symlink loop
+    BAD_NAME = "bad_name"  # a file name that is not valid UTF-8
+    # failed: the file is not usable
+    UNREADABLE = "unreadable"  # permissions, I/O error
+    EMPTY = "empty"
+    TOO_LARGE = "too_large"
+    TOO_LONG = "too_long"
+    TOO_SHORT = "too_short"
+    UNDECODABLE = "undecodable"
+    TRUNCATED = "truncated"
+    NON_FINITE = "non_finite"
+    SILENT = "silent"
+    NO_NOTES = "no_notes"
+    # failed: our side
+    ANALYSIS_ERROR = "analysis_error"
+    EMBEDDING_ERROR = "embedding_error"
+    WORKER_CRASHED = "worker_crashed"
+    # removed from the store
+    LICENCE_REMOVED = "licence_removed"
+    REPLACED = "replaced"
+    FILE_GONE = "file_gone"
+    # notes: indexed, but worth knowing
+    CONTAINER_MISMATCH = "container_mismatch"
 
 
 @dataclass(frozen=True)
@@ -25,18 +71,24 @@ class WorkItem:
 
 
 @dataclass
+class Problem:
+    path: str
+    reason: str  # the human message
+    code: ProblemReason = ProblemReason.ANALYSIS_ERROR
+
+
+@dataclass
 class Prepared:
     """A work item after decode + analysis: what embedding and the payload need."""
 
     item: WorkItem
     clip: np.ndarray  # mono float32 at the embedder's rate
     analysis: dict[str, Any]
+    notes: list[Problem] = field(default_factory=list)  # indexed, but worth a line in the report
 
 
-@dataclass
-class Problem:
-    path: str
-    reason: str
+# What each extension should hold (libsndfile's format names); anything else is noted.
+EXPECTED_CONTAINER = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG", ".mp3": "MP3"}
 
 
 def prepare(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
@@ -47,8 +99,15 @@ def prepare(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
     audio = decode_audio(item.absolute, limits)
     tonal = False if item.entry.meta.instrument == "drums" else None
     analysis = analyse_audio(audio, tonal=tonal).to_payload()
-    clip = resample(audio.mono(), audio.sr, clip_sr)
-    return Prepared(item, clip, analysis)
+    clip = resample(audio.mono(), audio.sr, clip_sr)  # any channel count: the mean of them all
+    if analysis["one_shot"]:
+        clip = np.pad(clip, (0, max(0, round(ONE_SHOT_PAD_SECONDS * clip_sr) - clip.size)))
+    notes = []
+    expected = EXPECTED_CONTAINER.get(item.absolute.suffix.lower())
+    if expected and audio.container != expected:
+        message = f"named {item.absolute.suffix} but holds {audio.container}: decoded as such"
+        notes.append(Problem(item.relative, message, ProblemReason.CONTAINER_MISMATCH))
+    return Prepared(item, clip, analysis, notes)
 
 
 def _prepare_midi(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
@@ -58,16 +117,46 @@ def _prepare_midi(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
     midi = parse_midi(item.absolute.read_bytes())
     analysis = analyse_midi(midi)
     if analysis.duration_s > limits.max_seconds:
-        raise UnusableFile(f"too long: {analysis.duration_s:.0f} s > {limits.max_seconds:.0f} s")
+        raise UnusableFile(
+            f"too long: {analysis.duration_s:.0f} s > {limits.max_seconds:.0f} s", "too_long"
+        )
     stereo = render_midi(midi, sr=clip_sr)
-    return Prepared(item, stereo.mean(axis=0).astype(np.float32), analysis.to_payload())
+    payload = analysis.to_payload()
+    payload["one_shot"] = analysis.duration_s < ONE_SHOT_MAX_SECONDS
+    return Prepared(item, stereo.mean(axis=0).astype(np.float32), payload)
 
 
 def prepare_or_problem(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared | Problem:
     """:func:`prepare`, with any failure turned into a :class:`Problem` for the report."""
+    _crash_hook(item)
     try:
         return prepare(item, limits, clip_sr)
-    except (UnusableFile, ValueError) as err:
-        return Problem(item.relative, str(err))
+    except UnusableFile as err:
+        return Problem(item.relative, str(err), ProblemReason(err.code))
+    except ValueError as err:
+        code = ProblemReason.NO_NOTES if "no notes" in str(err) else ProblemReason.UNDECODABLE
+        return Problem(item.relative, str(err), code)
+    except OSError as err:  # permissions, I/O errors, a file gone since the plan
+        return Problem(
+            item.relative, f"unreadable: {err.strerror or err}", ProblemReason.UNREADABLE
+        )
     except Exception as err:  # a decoder or analysis bug must not stop the batch
-        return Problem(item.relative, f"analysis error: {type(err).__name__}: {err}")
+        return Problem(
+            item.relative,
+            f"analysis error: {type(err).__name__}: {err}",
+            ProblemReason.ANALYSIS_ERROR,
+        )
+
+
+def init_worker() -> None:
+    """Start-up of an analysis worker process: compile librosa's numba kernels under a lock
+    (see :func:`index.analysis.warm_up`) before any real work."""
+    from index.analysis import warm_up
+
+    warm_up()
+
+
+def _crash_hook(item: WorkItem) -> None:
+    needle = os.environ.get(CRASH_HOOK_ENV)
+    if needle and needle in item.relative and multiprocessing.parent_process() is not None:
+        os.kill(os.getpid(), signal.SIGSEGV)
