@@ -8,13 +8,16 @@ upserted its replacement — so a run killed at any moment resumes to the same f
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import multiprocessing
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +30,14 @@ from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
 from index.manifest import Entry, Manifest
-from index.prepare import Prepared, Problem, WorkItem, prepare_or_problem
+from index.prepare import (
+    Prepared,
+    Problem,
+    ProblemReason,
+    WorkItem,
+    init_worker,
+    prepare_or_problem,
+)
 from index.store import Filter, Match, Point, VectorStore, point_id
 
 
@@ -60,6 +70,7 @@ class IngestReport:
     skipped: list[Problem] = field(default_factory=list)
     failed: list[Problem] = field(default_factory=list)
     removed: list[Problem] = field(default_factory=list)
+    notes: list[Problem] = field(default_factory=list)  # indexed, but worth knowing
     manifest_errors: list[str] = field(default_factory=list)
     accuracy: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
@@ -83,6 +94,7 @@ class IngestReport:
             "skipped": [asdict(p) for p in self.skipped],
             "failed": [asdict(p) for p in self.failed],
             "removed": [asdict(p) for p in self.removed],
+            "notes": [asdict(p) for p in self.notes],
             "manifest_errors": self.manifest_errors,
             "accuracy": self.accuracy,
         }
@@ -91,15 +103,77 @@ class IngestReport:
 # --- scanning -----------------------------------------------------------------------------------
 
 
-def scan_files(root: Path, ignore: Iterable[Path] = ()) -> Iterator[Path]:
-    """Every non-hidden file under ``root`` in a stable order, minus ``ignore``."""
+def scan_files(root: Path, ignore: Iterable[Path] = ()) -> Iterator[Path | Problem]:
+    """Every non-hidden file under ``root`` in a stable order, minus ``ignore``; a
+    :class:`Problem` for each symlink that cannot be followed safely.
+
+    Never reads outside ``root``: a symlink (to a file or a folder) that resolves outside it is
+    reported with where it points and skipped. Symlinks inside it are followed, each folder
+    once (a link back to a folder already walked is reported as a loop).
+    """
+    root = root.resolve()
     ignored = {p.resolve() for p in ignore}
-    for path in sorted(root.rglob("*")):
-        relative = path.relative_to(root)
-        if any(part.startswith(".") for part in relative.parts) or not path.is_file():
-            continue
-        if path.resolve() not in ignored:
-            yield path
+    walked: set[Path] = set()
+
+    def walk(folder: Path, real: Path) -> Iterator[Path | Problem]:
+        walked.add(real)
+        try:
+            entries = sorted(folder.iterdir())
+        except OSError as err:
+            yield Problem(
+                _shown(folder, root),
+                f"unreadable folder: {err.strerror or err}",
+                ProblemReason.UNREADABLE,
+            )
+            return
+        for path in entries:
+            if path.name.startswith("."):
+                continue
+            target = path
+            if path.is_symlink():
+                link = _check_link(path, root, walked)
+                if isinstance(link, Problem):
+                    yield link
+                    continue
+                target = link
+            if target.is_dir():
+                yield from walk(path, target.resolve())
+            elif target.is_file() and target.resolve() not in ignored:
+                yield path
+
+    yield from walk(root, root)
+
+
+def _check_link(path: Path, root: Path, walked: set[Path]) -> Path | Problem:
+    """Where a symlink inside the catalog leads, or the Problem that stops us following it."""
+    shown = _shown(path, root)
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 signals a symlink loop this way
+        return Problem(shown, "symlink loop", ProblemReason.BROKEN_LINK)
+    except OSError as err:
+        where = os.readlink(path) if path.is_symlink() else "?"
+        reason = "symlink loop" if err.errno == errno.ELOOP else f"broken symlink to {where}"
+        return Problem(shown, reason, ProblemReason.BROKEN_LINK)
+    if not target.is_relative_to(root):
+        return Problem(
+            shown,
+            f"symlink points outside the catalog folder, to {target}: not read",
+            ProblemReason.OUTSIDE_CATALOG,
+        )
+    if target.is_dir() and path.parent.resolve().is_relative_to(target):
+        return Problem(shown, f"symlink loop (back to {target})", ProblemReason.BROKEN_LINK)
+    if target.is_dir() and target in walked:
+        return Problem(
+            shown, f"link to a folder already scanned ({target})", ProblemReason.DUPLICATE
+        )
+    return target
+
+
+def _shown(path: Path, root: Path) -> str:
+    """A path relative to the catalog folder, printable even when the name is not UTF-8."""
+    relative = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+    return relative.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # Documents that live beside the audio in a catalog folder (manifests, notes, artwork): not
@@ -186,6 +260,8 @@ def build_payload(
         "entry_hash": entry_fingerprint(item.entry),
     }
     payload["caption"] = meta.caption or caption_from(payload)
+    # a hit (a 40 ms hi-hat) or a loop: searches and seeding treat them differently
+    payload["one_shot"] = bool(analysis.get("one_shot", False))
     return payload
 
 
@@ -245,26 +321,57 @@ class Indexer:
         ignore = [manifest.source] if manifest.source else []
         on_disk: set[str] = set()
         for path in scan_files(root, ignore=ignore):
-            relative = path.relative_to(root).as_posix()
+            if isinstance(path, Problem):  # a symlink out of the folder, a loop, a bad folder
+                on_disk.add(path.path)
+                bucket = report.failed if path.code is ProblemReason.UNREADABLE else report.skipped
+                bucket.append(path)
+                continue
+            relative = _shown(path, root)
             on_disk.add(relative)
             kind = kind_of(path)
             if kind is None and path.suffix.lower() in SIDECAR_EXTENSIONS:
                 continue
             if kind is None:
-                report.skipped.append(Problem(relative, f"unsupported file type '{path.suffix}'"))
+                report.skipped.append(
+                    Problem(
+                        relative,
+                        f"unsupported file type '{path.suffix}'",
+                        ProblemReason.UNSUPPORTED_TYPE,
+                    )
+                )
+                continue
+            if relative != path.relative_to(root).as_posix():
+                # the store and every reader need a real string; the manifest cannot name it
+                report.skipped.append(
+                    Problem(
+                        relative,
+                        "file name is not valid UTF-8: rename the file",
+                        ProblemReason.BAD_NAME,
+                    )
+                )
                 continue
             entry = manifest.get(relative)
             if entry is None:
-                report.skipped.append(Problem(relative, "no licence entry in the manifest"))
+                report.skipped.append(
+                    Problem(relative, "no licence entry in the manifest", ProblemReason.NO_LICENCE)
+                )
                 continue
             try:
                 sha = file_sha256(path)
             except OSError as err:
-                report.failed.append(Problem(relative, f"unreadable: {err.strerror or err}"))
+                report.failed.append(
+                    Problem(
+                        relative, f"unreadable: {err.strerror or err}", ProblemReason.UNREADABLE
+                    )
+                )
                 continue
             pid = point_id(catalog, sha)
             if pid in wanted:
-                report.skipped.append(Problem(relative, f"duplicate content of {wanted[pid]}"))
+                report.skipped.append(
+                    Problem(
+                        relative, f"duplicate content of {wanted[pid]}", ProblemReason.DUPLICATE
+                    )
+                )
                 continue
             wanted[pid] = relative
             item = WorkItem(relative, path, kind, sha, entry)
@@ -299,6 +406,7 @@ class Indexer:
                 report.failed.append(result)
                 self.progress.advance(result.path)
                 continue
+            report.notes += result.notes
             ready.append(result)
             if len(ready) >= self.batch_size:
                 self._embed_and_upsert(ready, catalog, report)
@@ -322,27 +430,73 @@ class Indexer:
             torch.set_num_threads(threads)
 
     def _prepared_in_pool(self, items: list[WorkItem]) -> Iterator[Prepared | Problem]:
+        """Run items through a pool of ``workers`` processes; survive workers that die.
+
+        A worker killed by a native crash (segfault, OOM kill) breaks the whole pool, and every
+        item in flight fails with it without telling which one did it. So the pool is rebuilt
+        for the items still queued, and the items that were in flight (suspects) are each
+        retried once, alone, in a fresh process: an innocent one comes back normally, the
+        culprit crashes again and is reported as ``WORKER_CRASHED``.
+        """
+        queue = deque(items)
+        with single_threaded_children():
+            while queue:
+                suspects: list[WorkItem] = []
+                yield from self._run_pool(queue, suspects)
+                yield from self._run_isolated(suspects)
+
+    def _pool(self, workers: int) -> ProcessPoolExecutor:
+        # spawn, not fork: the parent holds torch/OpenMP threads that a fork would copy mid-lock.
         context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker)
+
+    def _run_pool(
+        self, queue: deque[WorkItem], suspects: list[WorkItem]
+    ) -> Iterator[Prepared | Problem]:
+        """Drain ``queue`` through one pool until it is empty or the pool breaks; on a break,
+        the items that were in flight land in ``suspects``."""
         in_flight_max = self.workers * 2
-        with (
-            single_threaded_children(),
-            ProcessPoolExecutor(self.workers, mp_context=context) as pool,
-        ):
-            queue = iter(items)
-            running: set[Future] = set()
-            for item in queue:
-                running.add(pool.submit(prepare_or_problem, item, self.limits, CLAP_SR))
-                if len(running) >= in_flight_max:
-                    break
-            while running:
-                done, running = wait(running, return_when=FIRST_COMPLETED)
+        pool = self._pool(self.workers)
+        running: dict[Future, WorkItem] = {}
+        try:
+            while queue or running:
+                while queue and len(running) < in_flight_max:
+                    item = queue.popleft()
+                    running[pool.submit(prepare_or_problem, item, self.limits, CLAP_SR)] = item
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
-                    yield future.result()
-                    following = next(queue, None)
-                    if following is not None:
-                        running.add(
-                            pool.submit(prepare_or_problem, following, self.limits, CLAP_SR)
-                        )
+                    item = running.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        suspects.append(item)
+                        continue
+                    yield result
+                if suspects:  # the pool is broken: every other future fails the same way
+                    suspects += running.values()
+                    return
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _run_isolated(self, suspects: list[WorkItem]) -> Iterator[Prepared | Problem]:
+        """Retry each suspect once, alone in a fresh worker process."""
+        pool: ProcessPoolExecutor | None = None
+        try:
+            for item in suspects:
+                pool = pool or self._pool(1)
+                try:
+                    yield pool.submit(prepare_or_problem, item, self.limits, CLAP_SR).result()
+                except BrokenProcessPool:
+                    pool.shutdown(wait=True)
+                    pool = None
+                    yield Problem(
+                        item.relative,
+                        "analysis worker crashed (twice: in the pool, then alone)",
+                        ProblemReason.WORKER_CRASHED,
+                    )
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     def _embed_and_upsert(self, batch: list[Prepared], catalog: str, report: IngestReport) -> None:
         embedded = self._embed(batch, catalog, report)
@@ -368,7 +522,13 @@ class Indexer:
                 try:
                     points += self._embed([single], catalog, report)
                 except Exception as err:
-                    report.failed.append(Problem(single.item.relative, f"embedding error: {err}"))
+                    report.failed.append(
+                        Problem(
+                            single.item.relative,
+                            f"embedding error: {err}",
+                            ProblemReason.EMBEDDING_ERROR,
+                        )
+                    )
                     self.progress.advance(single.item.relative)
             return points
         return [
@@ -389,7 +549,7 @@ class Indexer:
         ``prune`` the points of files that are gone. Runs last: replacements are in by now."""
         seen = {p.path for p in report.skipped} | set(wanted.values())
         seen |= {p.path for p in report.failed}
-        unlicensed = {p.path for p in report.skipped if p.reason.startswith("no licence")}
+        unlicensed = {p.path for p in report.skipped if p.code is ProblemReason.NO_LICENCE}
         # Only a path whose new content made it in replaces its old point; a file that changed
         # and now fails to decode keeps its old point (and is listed under failed).
         replaced = set(report.indexed) | set(report.updated) | set(report.unchanged)
@@ -400,13 +560,23 @@ class Indexer:
             path = payload.get("path", "")
             if path in unlicensed:
                 stale.append(pid)
-                report.removed.append(Problem(path, "licence entry removed from the manifest"))
+                report.removed.append(
+                    Problem(
+                        path,
+                        "licence entry removed from the manifest",
+                        ProblemReason.LICENCE_REMOVED,
+                    )
+                )
             elif path in replaced:
                 stale.append(pid)
-                report.removed.append(Problem(path, "replaced by new content"))
+                report.removed.append(
+                    Problem(path, "replaced by new content", ProblemReason.REPLACED)
+                )
             elif prune and path not in seen and not (root / path).exists():
                 stale.append(pid)
-                report.removed.append(Problem(path, "file no longer in the catalog folder"))
+                report.removed.append(
+                    Problem(path, "file no longer in the catalog folder", ProblemReason.FILE_GONE)
+                )
         if stale:
             self.store.delete(stale)
 
