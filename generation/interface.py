@@ -36,6 +36,9 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 DEFAULTS_FILE = "audiorag.json"
 
 
+MAX_STEPS = 1000  # a sanity bound: no sampler here needs more
+
+
 class Cancelled(RuntimeError):
     """The render was cancelled between two denoiser steps."""
 
@@ -100,16 +103,26 @@ def checked_settings(
     sample_rate: int,
     max_duration_s: float,
 ) -> RenderSettings:
-    """``settings`` checked for a model (see :func:`check_settings`); an in-paint's duration
-    becomes its clip's, since the take is the clip regenerated in the range."""
+    """``settings`` checked for a model (see :func:`check_settings`), the one place both the
+    orchestrator (before any work) and every generator (before rendering) validate a render.
+
+    An in-paint's duration becomes its clip's — the take is the clip regenerated in the range —
+    and its range must lie inside the clip.
+    """
     if settings.inpaint_range_s is not None:
         if init_audio is None:
             raise RenderInputError("in-painting needs the clip to in-paint")
         clip_s = init_audio.shape[-1] / sample_rate
-        end = settings.inpaint_range_s[1]
-        if end > clip_s + 1e-6:
+        if clip_s > max_duration_s + 1e-6:
             raise RenderInputError(
-                f"in-paint range ends at {end:g} s but the clip is {clip_s:.2f} s long"
+                f"in-paint clip is {clip_s:.2f} s; this model renders at most "
+                f"{max_duration_s:.2f} s"
+            )
+        start, end = settings.inpaint_range_s
+        if not 0 <= start < end <= clip_s + 1e-6:
+            raise RenderInputError(
+                f"in-paint range [{start:g}, {end:g}) s must lie inside the clip (the clip is "
+                f"{clip_s:.2f} s long)"
             )
         settings = replace(settings, duration_s=clip_s)
     check_settings(settings, max_duration_s)
@@ -127,14 +140,10 @@ def check_settings(settings: RenderSettings, max_duration_s: float) -> None:
         )
     if not 0.0 <= settings.strength <= 1.0:
         raise RenderInputError(f"strength {settings.strength:g} is outside [0, 1]")
-    if settings.steps < 1:
-        raise RenderInputError(f"steps must be at least 1, got {settings.steps}")
+    if not 1 <= settings.steps <= MAX_STEPS:
+        raise RenderInputError(f"steps {settings.steps} is outside [1, {MAX_STEPS}]")
     if settings.cfg < 0:
-        raise RenderInputError(f"cfg must not be negative, got {settings.cfg:g}")
-    if settings.inpaint_range_s is not None:
-        start, end = settings.inpaint_range_s
-        if not 0 <= start < end:
-            raise RenderInputError(f"in-paint range [{start:g}, {end:g}) s is empty or negative")
+        raise RenderInputError(f"cfg {settings.cfg:g} must not be negative")
 
 
 def folder_defaults(folder: Path) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
 from index.manifest import Entry, Manifest
+from index.payload import build_payload as build_item_payload
 from index.prepare import (
     Prepared,
     Problem,
@@ -216,50 +217,12 @@ def single_threaded_children() -> Iterator[None]:
 # --- payloads -----------------------------------------------------------------------------------
 
 
-def caption_from(payload: dict[str, Any]) -> str:
-    """A plain caption for items whose manifest gives none.
-
-    >>> caption_from({"kind": "stem", "instrument": "bass", "genre": "house", "bpm": 124.0,
-    ...               "key": "A minor", "tags": ["dark"]})
-    'dark house bass loop at 124 BPM in A minor'
-    """
-    words = [*payload.get("tags", [])[:2], payload.get("genre"), payload.get("instrument")]
-    noun = "MIDI pattern" if payload["kind"] == "midi" else "loop"
-    text = " ".join(w for w in words if w) + f" {noun}"
-    if payload.get("bpm"):
-        text += f" at {payload['bpm']:.0f} BPM"
-    if payload.get("key"):
-        text += f" in {payload['key']}"
-    return text.strip()
-
-
 def build_payload(
     item: WorkItem, catalog: str, analysis: dict[str, Any], embedder_id: str
 ) -> dict[str, Any]:
-    """The point payload: ground truth where the manifest gives it, estimates otherwise."""
-    meta = item.entry.meta
-    instrument = meta.instrument
-    if instrument is None and item.kind == "midi" and analysis.get("instruments"):
-        instrument = max(analysis["instruments"], key=lambda i: i["notes"])["family"]
-    payload: dict[str, Any] = {
-        "catalog": catalog,
-        "kind": item.kind,
-        "path": item.relative,
-        "sha256": item.sha256,
-        "duration_s": analysis["duration_s"],
-        "bpm": meta.bpm if meta.bpm is not None else analysis.get("bpm"),
-        "key": meta.key if meta.key is not None else analysis.get("key"),
-        "instrument": instrument,
-        "genre": meta.genre,
-        "tags": sorted(set(meta.tags)),
-        "licence": item.entry.licence.model_dump(),
-        "ground_truth": meta.model_dump(exclude_none=True),
-        "analysis": analysis,
-        "analysis_version": ANALYSIS_VERSION,
-        "embedder": embedder_id,
-        "entry_hash": entry_fingerprint(item.entry),
-    }
-    payload["caption"] = meta.caption or caption_from(payload)
+    """The point payload (:class:`index.payload.ItemPayload`) as the store keeps it."""
+    entry_hash = entry_fingerprint(item.entry)
+    payload = build_item_payload(item, catalog, analysis, embedder_id, entry_hash).to_store()
     # a hit (a 40 ms hi-hat) or a loop: searches and seeding treat them differently
     payload["one_shot"] = bool(analysis.get("one_shot", False))
     return payload

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,6 +36,16 @@ def allowed_uses(payload: dict) -> list[str]:
     (['search'], [])
     """
     return list((payload.get("licence") or {}).get("allowed_uses") or [])
+
+
+def may_seed(uses: Iterable[str]) -> bool:
+    """The seed-licence rule: an item may seed a take only if its licence allows
+    :data:`SEED_USE` (the store filter ``licence.allowed_uses = SEED_USE`` is its query form).
+
+    >>> may_seed(["search", "generation-seed"]), may_seed(["search"])
+    (True, False)
+    """
+    return SEED_USE in uses
 
 
 class Licence(BaseModel):

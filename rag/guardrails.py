@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.errors import GenerationError
+from rag.errors import GenerationError, Refusal
 
 _WORD = re.compile(r"[^\W_]+")  # runs of letters/digits in any script
 
@@ -28,7 +28,8 @@ class BlockedPrompt(GenerationError):
         self.field = field
         super().__init__(
             f"{field} mentions {term!r}, which is blocked for this catalog (no licence from "
-            "them here); remove it or describe the sound instead"
+            "them here); remove it or describe the sound instead",
+            Refusal.BLOCKED_TERM,
         )
 
 

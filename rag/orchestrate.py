@@ -28,11 +28,13 @@ from generation.interface import (
     Generator,
     RenderInputError,
     RenderSettings,
+    checked_settings,
 )
 from index.analysis import normalise_key
 from index.clap import ClapEmbedder
-from index.manifest import SEED_USE, allowed_uses
-from index.store import Filter, Match, MatchAny, VectorStore
+from index.manifest import SEED_USE, allowed_uses, may_seed
+from index.payload import ItemPayload
+from index.store import VectorStore
 from rag.catalogs import CatalogRoots
 from rag.conditioning import (
     Seed,
@@ -45,7 +47,8 @@ from rag.conditioning import (
 )
 from rag.errors import GenerationError
 from rag.guardrails import BlockedPrompt, Guardrails
-from rag.search import SearchError, SearchRequest, search
+from rag.rules import seed_refusal
+from rag.search import SearchError, SearchRequest, build_filter, search
 from rag.takes import Take, new_take_id, write_take
 
 __all__ = [
@@ -126,14 +129,7 @@ class Orchestrator:
         """Render ``request`` into ``out_dir/<take id>/``; see the module docstring."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
-        request, settings = self._validated(request)
-        inpaint_audio = self._inpaint_clip(request)
-        if inpaint_audio is not None:  # the take is the clip, regenerated inside the range
-            settings = replace(
-                settings,
-                duration_s=inpaint_audio.shape[1] / self.generator.sample_rate,
-                inpaint_range_s=(request.inpaint_from_s or 0.0, request.inpaint_to_s or 0.0),
-            )
+        request, settings, inpaint_audio = self._validated(request)
         t0 = time.perf_counter()
         seeds, retrieval = self._seeds(request)
         timings["retrieval_s"] = time.perf_counter() - t0
@@ -184,14 +180,21 @@ class Orchestrator:
         (or :class:`BlockedPrompt`) — for a service that must answer 422 at submit time rather
         than fail a queued job later.
         """
-        request, _ = self._validated(request)
-        self._inpaint_clip(request)
+        request, _, _ = self._validated(request)
         self.guardrails.check(request.prompt, self._licensed_names(request, []))
 
     # -- steps -------------------------------------------------------------------------------
 
-    def _validated(self, request: GenerateRequest) -> tuple[GenerateRequest, RenderSettings]:
-        """Check every field before any work, so bad input fails fast with a clear message."""
+    def _validated(
+        self, request: GenerateRequest
+    ) -> tuple[GenerateRequest, RenderSettings, np.ndarray | None]:
+        """Check every field before any work, so bad input fails fast with a clear message.
+
+        The request's own fields are checked here; the render settings by the generator's
+        :func:`~generation.interface.checked_settings` (the same check it applies before
+        rendering), which also makes an in-paint's duration its clip's. Returns the request
+        with defaults filled in, the settings, and the in-paint clip (or None).
+        """
         gen = self.generator
         if not request.prompt or not request.prompt.strip():
             raise GenerationError("prompt is empty")
@@ -199,13 +202,6 @@ class Orchestrator:
         strength = request.strength
         if strength is None:
             strength = 1.0 if inpainting else DEFAULT_STRENGTH
-        if not 0.0 <= strength <= 1.0:
-            raise GenerationError(f"strength {strength:g} is outside [0, 1]")
-        if not inpainting and not 0 < request.duration_s <= gen.max_duration_s:
-            raise GenerationError(
-                f"duration {request.duration_s:g} s is outside (0, {gen.max_duration_s:.2f}] s, "
-                f"the maximum of {gen.id}"
-            )
         if not 0 <= request.top_k <= MAX_TOP_K:
             raise GenerationError(f"top_k {request.top_k} is outside [0, {MAX_TOP_K}]")
         if request.bpm is not None and not 20 <= request.bpm <= 400:
@@ -221,6 +217,8 @@ class Orchestrator:
             raise GenerationError(f"formats must be among wav, flac; got {request.formats}")
         if request.like is not None and not Path(request.like).is_file():
             raise GenerationError(f"reference clip not found: {request.like}")
+        request = replace(request, strength=strength, key=key)
+        clip = self._inpaint_clip(request)
         settings = RenderSettings(
             prompt=request.prompt.strip(),
             negative_prompt=(request.negative_prompt or "").strip() or None,
@@ -229,38 +227,26 @@ class Orchestrator:
             cfg=gen.default_cfg if request.cfg is None else request.cfg,
             seed=request.seed,
             strength=strength,
+            inpaint_range_s=(
+                (request.inpaint_from_s or 0.0, request.inpaint_to_s or 0.0) if inpainting else None
+            ),
         )
-        if not 1 <= settings.steps <= 1000:
-            raise GenerationError(f"steps {settings.steps} is outside [1, 1000]")
-        if settings.cfg < 0:
-            raise GenerationError(f"cfg {settings.cfg:g} must not be negative")
-        return replace(request, strength=strength, key=key), settings
+        try:
+            settings = checked_settings(settings, clip, gen.sample_rate, gen.max_duration_s)
+        except RenderInputError as err:
+            raise GenerationError(str(err)) from err
+        return request, settings, clip
 
     def _inpaint_clip(self, request: GenerateRequest) -> np.ndarray | None:
+        """The clip to in-paint at the generator's rate and channels (its range is checked
+        with the settings)."""
         if request.inpaint is None:
             return None
-        start, end = request.inpaint_from_s, request.inpaint_to_s
-        if start is None or end is None:
+        if request.inpaint_from_s is None or request.inpaint_to_s is None:
             raise GenerationError("in-painting needs both a start and an end time (--from, --to)")
         clip = _decode(request.inpaint, "in-paint clip")
         audio = resample(clip.samples, clip.sr, self.generator.sample_rate)
-        clip_s = audio.shape[1] / self.generator.sample_rate
-        if clip_s > self.generator.max_duration_s:
-            raise GenerationError(
-                f"in-paint clip {request.inpaint.name} is {clip_s:.2f} s; this model renders at "
-                f"most {self.generator.max_duration_s:.2f} s"
-            )
-        if not 0 <= start < end <= clip_s + 1e-6:
-            raise GenerationError(
-                f"in-paint range [{start:g}, {end:g}) s must lie inside the clip (0–{clip_s:.2f} s)"
-            )
         return match_channels(audio, self.generator.channels)
-
-    def _scope(self, request: GenerateRequest) -> list:
-        must: list = [Match("licence.allowed_uses", SEED_USE)]
-        if request.catalogs is not None:
-            must.append(MatchAny("catalog", tuple(request.catalogs) or ("\x00none",)))
-        return must
 
     def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any]]:
         """Pinned items first, then the top-k retrieved; every one licensed for seeding."""
@@ -285,7 +271,7 @@ class Orchestrator:
                 Seed(hit.id, hit.payload, hit.score)
                 for hit in hits
                 # the filter guarantees the licence use; checked again, belt and braces
-                if hit.id not in taken and SEED_USE in allowed_uses(hit.payload)
+                if hit.id not in taken and may_seed(allowed_uses(hit.payload))
             ]
             seeds += pick_by_role(candidates, request.top_k)
             retrieval = {
@@ -307,27 +293,20 @@ class Orchestrator:
 
     def _pinned(self, item_id: str, request: GenerateRequest) -> Seed:
         points = self.store.retrieve([item_id])
-        in_scope = points and (
-            request.catalogs is None or points[0].payload.get("catalog") in request.catalogs
-        )
-        if not in_scope:
-            raise GenerationError(f"pinned item {item_id} not found")
-        payload = points[0].payload
-        if SEED_USE not in allowed_uses(payload):
-            raise GenerationError(
-                f"pinned item {item_id} ({payload.get('path')}) is not licensed for "
-                f"{SEED_USE} (allowed: {', '.join(allowed_uses(payload)) or 'none'})"
-            )
-        return Seed(item_id, payload, 1.0, pinned=True)
+        refusal = seed_refusal(item_id, points[0].payload if points else None, request.catalogs)
+        if refusal is not None:
+            raise refusal
+        return Seed(item_id, points[0].payload, 1.0, pinned=True)
 
     def _licensed_names(self, request: GenerateRequest, seeds: list[Seed]) -> set[str]:
         """Licence holders/attributions in scope — only looked up when a blocked term appears."""
         if not self.guardrails.blocked_in(request.prompt):
             return set()
+        scope = build_filter(SearchRequest(catalogs=request.catalogs, uses=(SEED_USE,)))
         names: set[str] = set()
-        for point in self.store.scroll(Filter(must=tuple(self._scope(request)))):
-            licence = point.payload.get("licence") or {}
-            names.update(str(v) for v in (licence.get("holder"), licence.get("attribution")) if v)
+        for point in self.store.scroll(scope):
+            licence = ItemPayload.read(point.payload).licence
+            names.update(name for name in (licence.holder, licence.attribution) if name)
         return names
 
     def _init_audio(

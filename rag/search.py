@@ -8,6 +8,7 @@ calibration between cross-modal and same-modal cosines, whose scales differ a lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from index.clap import ClapEmbedder
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
 
 RRF_K = 60  # the usual constant: damps the weight of the very top ranks
+# No catalog is named this (catalog names are printable), so an empty scope matches nothing.
+NO_CATALOG = "\x00none"
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,24 @@ class SearchError(ValueError):
     """A request that cannot be run; the message says what to change."""
 
 
+def catalog_scope(catalogs: Sequence[str] | None) -> MatchAny | None:
+    """The store condition keeping ``catalogs`` only; None (no condition) for every catalog.
+
+    An empty scope must match nothing, not everything — a tenant with no catalogs sees none:
+
+    >>> catalog_scope(()).values == (NO_CATALOG,), catalog_scope(None)
+    (True, None)
+    """
+    if catalogs is None:
+        return None
+    return MatchAny("catalog", tuple(catalogs) or (NO_CATALOG,))
+
+
+def in_catalog_scope(catalog: str | None, catalogs: Sequence[str] | None) -> bool:
+    """Whether an item of ``catalog`` lies in the scope :func:`catalog_scope` filters on."""
+    return catalogs is None or (catalog is not None and catalog in catalogs)
+
+
 def build_filter(request: SearchRequest, exclude_sha256: str | None = None) -> Filter:
     """Translate the request's filters into the store's filter model.
 
@@ -69,9 +90,9 @@ def build_filter(request: SearchRequest, exclude_sha256: str | None = None) -> F
     [Range(key='bpm', gte=116.0, lte=124.0)]
     """
     must: list = [Match("licence.allowed_uses", use) for use in request.uses]
-    if request.catalogs is not None:
-        # an empty scope must match nothing, not everything
-        must.append(MatchAny("catalog", tuple(request.catalogs) or ("\x00none",)))
+    scope = catalog_scope(request.catalogs)
+    if scope is not None:
+        must.append(scope)
     for key in ("catalog", "kind", "instrument", "genre"):
         value = getattr(request, key)
         if value:
