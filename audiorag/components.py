@@ -91,6 +91,9 @@ def load_generator(settings: Settings) -> tuple[Generator, str | None]:
         dtype=settings.dtype,
     )
     speed_up(generator, settings)
+    set_window = getattr(generator, "set_window", None)  # Stable Audio Open only
+    if set_window is not None:
+        set_window(settings.sao_window)
     return generator, None
 
 

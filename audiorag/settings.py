@@ -52,6 +52,13 @@ class Settings(BaseSettings):
         "a CPU; fast = bf16 compute, fused attention, CUDA graphs; compiled = fast + "
         "torch.compile (warm-up per new length); off = stock numerics.",
     )
+    sao_window: Literal["auto", "full", "fit"] = Field(
+        "auto",
+        description="Stable Audio Open latent window: full = render the model's whole window "
+        "(1024 frames, 47.55 s for SAO 1.0) and trim, as upstream does; fit = render only the "
+        "request's frames (cheaper); auto = full for SAO 1.0-sized models, fit for smaller ones "
+        "(the bundled demo model).",
+    )
     blocked_terms: list[str] = Field(
         default_factory=list,
         description="Prompt terms refused unless the catalog holds that artist's licence "

@@ -14,8 +14,14 @@ effect. Ours:
   masked range but sees the rest; the kept range of the output is then the original audio,
   cross-faded into the new range over a few milliseconds inside it.
 
-Latents are rendered only as long as the request (the DiT uses rotary positions and the timing
-conditioning tells it the length), so a 10 s render costs a fifth of a 47 s one.
+The **window** (:attr:`StableAudioOpen.window`): ``fit`` renders only as many latent frames as
+the request (the DiT uses rotary positions and the timing conditioning tells it the length), so a
+10 s render costs a fifth of a 47 s one; ``full`` renders the model's whole window
+(``transformer.config.sample_size`` frames) and trims afterwards, as upstream does (diffusers'
+``waveform_length = sample_size``; stable-audio-tools trained on padded 2,097,152-sample windows):
+the init or kept audio sits at the start of the window and the rest is silence. ``auto`` (the
+default) is ``full`` for a model of Stable Audio Open 1.0's size — trained on full windows only —
+and ``fit`` for smaller ones (the bundled demo model, trained on short crops).
 """
 
 from __future__ import annotations
@@ -24,8 +30,9 @@ import math
 import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +64,29 @@ from generation.speed import (
 )
 from generation.weights import folder_sha256
 
+WINDOWS = ("auto", "full", "fit")
+# Stable Audio Open 1.0's DiT (its transformer/config.json): the size ``window="auto"`` renders
+# full windows for.
+SAO_1_0_DIT = {
+    "sample_size": 1024,
+    "in_channels": 64,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "num_key_value_attention_heads": 12,
+    "cross_attention_dim": 768,
+}
+
+
+def auto_window(config: Mapping[str, Any]) -> str:
+    """``full`` for a DiT of Stable Audio Open 1.0's size (a transformer config), else ``fit``.
+
+    >>> auto_window(SAO_1_0_DIT), auto_window({**SAO_1_0_DIT, "num_layers": 2})
+    ('full', 'fit')
+    """
+    real = all(config.get(key) == value for key, value in SAO_1_0_DIT.items())
+    return "full" if real else "fit"
+
 
 class StableAudioOpen:
     """A loaded Stable Audio Open–family model; see the module docstring for what it renders."""
@@ -72,6 +102,7 @@ class StableAudioOpen:
         device: str = "cpu",
         default_steps: int = 100,
         default_cfg: float = 7.0,
+        window: str = "auto",
     ) -> None:
         self.pipe = pipe.to(device)
         self._render_lock = threading.Lock()
@@ -84,16 +115,27 @@ class StableAudioOpen:
         self.sample_rate = int(vae.config.sampling_rate)
         self.channels = int(vae.config.audio_channels)
         self.hop_length = int(vae.hop_length)
-        frames = pipe.transformer.config.sample_size
-        self.max_duration_s = frames * self.hop_length / self.sample_rate
+        self.window_frames = int(pipe.transformer.config.sample_size)
+        self.max_duration_s = self.window_frames * self.hop_length / self.sample_rate
+        self.window = "fit"
+        self.set_window(window)
         self.dtype = pipe.transformer.dtype  # latents and the sampler's state
-        # The denoiser and the VAE run in ``compute_dtype``; :meth:`optimize` may lower it (bf16)
-        # while the sampler keeps ``dtype``. Equal by default: no casts, the stock numerics.
+        # The denoiser runs in ``compute_dtype``, the VAE in ``vae_dtype``; :meth:`optimize` may
+        # lower them (bf16) while the sampler keeps ``dtype``. Equal by default: no casts, the
+        # stock numerics.
         self.compute_dtype = self.dtype
+        self.vae_dtype = self.dtype
         self.speed: dict[str, object] = {}  # what optimize() turned on, for reports
         self._rotary_cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self._attention_backends: list | None = None
         self._graphed: GraphedDenoiser | None = None
+
+    def set_window(self, window: str) -> StableAudioOpen:
+        """Render ``full`` windows, ``fit`` the request, or ``auto`` (see the module docstring)."""
+        if window not in WINDOWS:
+            raise ValueError(f"window must be one of {', '.join(WINDOWS)}, not {window!r}")
+        self.window = auto_window(self.pipe.transformer.config) if window == "auto" else window
+        return self
 
     @classmethod
     def from_folder(
@@ -155,12 +197,12 @@ class StableAudioOpen:
         """
         audio = match_channels(np.asarray(audio, dtype=np.float32), self.channels)
         padded = fit_length(audio, frames * self.hop_length)
-        waveform = torch.from_numpy(padded)[None].to(self.device, self.compute_dtype)
+        waveform = torch.from_numpy(padded)[None].to(self.device, self.vae_dtype)
         return self.pipe.vae.encode(waveform).latent_dist.mode().to(self.dtype)
 
     @torch.inference_mode()
     def decode(self, latents: torch.Tensor, samples: int) -> np.ndarray:
-        audio = self.pipe.vae.decode(latents.to(self.compute_dtype)).sample[0, :, :samples]
+        audio = self.pipe.vae.decode(latents.to(self.vae_dtype)).sample[0, :, :samples]
         return audio.float().cpu().numpy()
 
     # -- rendering ---------------------------------------------------------------------------
@@ -196,8 +238,9 @@ class StableAudioOpen:
         timings: dict[str, float] = {}
         generator = torch.Generator("cpu").manual_seed(settings.seed)
         duration = settings.duration_s
-        frames = self.latent_frames(duration)
         samples = round(duration * self.sample_rate)
+        # The latents rendered: the request's, or the model's whole window (trimmed at decode).
+        frames = self.window_frames if self.window == "full" else self.latent_frames(duration)
         use_cfg = settings.cfg > 1.0
         cond = self._conditioning(settings.prompt, settings.negative_prompt, duration, use_cfg)
         shape = (1, self.pipe.transformer.config.in_channels, frames)
@@ -207,7 +250,10 @@ class StableAudioOpen:
         seeded = init_audio is not None and (settings.strength < 1.0 or settings.inpaint_range_s)
         if seeded:
             t0 = time.perf_counter()
-            known = self.encode(init_audio, frames)
+            seed_audio = match_channels(np.asarray(init_audio, dtype=np.float32), self.channels)
+            if self.window == "full":  # the take's audio, then silence to the window's end
+                seed_audio = fit_length(seed_audio, samples)
+            known = self.encode(seed_audio, frames)
             self._sync()
             timings["encode_s"] = time.perf_counter() - t0
         scheduler, start_sigma = self._schedule(settings, seeded)
@@ -364,6 +410,7 @@ class StableAudioOpen:
         self,
         *,
         dtype: torch.dtype | None = None,
+        vae_dtype: torch.dtype | None = None,
         fast_attention: bool = True,
         attention_backends: list[str] | None = None,
         compile: bool = False,
@@ -374,9 +421,12 @@ class StableAudioOpen:
     ) -> StableAudioOpen:
         """Speed options for rendering; returns ``self``. Nothing here changes the sampler.
 
-        - ``dtype``: run the DiT, the VAE and the text encoder in this dtype (bf16 on a GPU);
-          latents and the scheduler stay in the model's load dtype (fp32), as samplers in the
-          field do, so only the denoiser's and the VAE's arithmetic is lowered.
+        - ``dtype``: run the DiT and the text encoder in this dtype (bf16 on a GPU); latents
+          and the scheduler stay in the model's load dtype (fp32), as samplers in the field do,
+          so only the denoiser's arithmetic is lowered.
+        - ``vae_dtype``: run the VAE (encode and decode) in this dtype; default: the load dtype
+          (fp32). The decode is the last word on every sample the user hears and costs one
+          pass against the denoiser's hundreds, so it is lowered only when asked for.
         - ``fast_attention``: our attention processor for the DiT — one fused QKV matmul for
           self-attention, one fused KV matmul for cross-attention, GQA inside SDPA
           (``enable_gqa``) instead of copying key/value heads. Same maths; in fp32 the result
@@ -398,9 +448,12 @@ class StableAudioOpen:
         if strip_weight_norm:  # before any cast: the folded weights are computed in fp32
             fold_weight_norm(pipe.vae)
         if dtype is not None and dtype != self.compute_dtype:
-            for module in (pipe.transformer, pipe.vae, pipe.text_encoder, pipe.projection_model):
+            for module in (pipe.transformer, pipe.text_encoder, pipe.projection_model):
                 module.to(dtype=dtype)
             self.compute_dtype = dtype
+        if vae_dtype is not None and vae_dtype != self.vae_dtype:
+            pipe.vae.to(dtype=vae_dtype)
+            self.vae_dtype = vae_dtype
         if fast_attention:
             install_fast_attention(pipe.transformer)
         if cuda:
@@ -427,6 +480,7 @@ class StableAudioOpen:
             self._graphed = GraphedDenoiser(pipe.transformer, self._attention_backends)
         self.speed = {
             "compute_dtype": str(self.compute_dtype).removeprefix("torch."),
+            "vae_dtype": str(self.vae_dtype).removeprefix("torch."),
             "fast_attention": fast_attention,
             "attention_backends": None if not cuda else list(attention_backends or names),
             "compile": compile,
@@ -477,6 +531,8 @@ class StableAudioOpen:
                 "steps_run": calls,
                 "cfg": settings.cfg,
                 "strength": settings.strength,
+                # full: the model's whole window rendered, trimmed to the take; fit: the take's
+                "window": self.window,
                 "latent_frames": int(latents.shape[-1]),
                 "start_sigma": round(start_sigma, 4),
                 # what optimize() turned on ({}: the stock numerics), for reproducing the take

@@ -193,3 +193,107 @@ def test_hub_ids_load_from_the_local_cache_offline(tiny_generator_folder, tmp_pa
     assert generator.weights_sha256 == folder_sha256(tiny_generator_folder)
     with pytest.raises(RenderInputError, match="local Hugging Face cache"):
         load_generator("acme/not-cached")
+
+
+# -- the window: full (upstream's whole window, trimmed) or fit (the request's frames) -----------
+
+
+@pytest.fixture(scope="module")
+def full(tiny_generator_folder):
+    return load_generator(tiny_generator_folder).set_window("full")
+
+
+def denoiser_lengths(gen) -> tuple[list[int], torch.utils.hooks.RemovableHandle]:
+    """Latent frames the DiT sees at each call (a forward hook on the transformer)."""
+    lengths: list[int] = []
+
+    def hook(module, args, kwargs):
+        lengths.append(args[0].shape[-1])
+
+    handle = gen.pipe.transformer.register_forward_pre_hook(hook, with_kwargs=True)
+    return lengths, handle
+
+
+def test_the_window_defaults_to_fit_for_small_models_and_full_for_sao_1_0(generator):
+    from generation.stable_audio_open import SAO_1_0_DIT, auto_window
+
+    assert generator.window == "fit"  # the tiny model: sample_size 1024 but tiny widths
+    assert auto_window(SAO_1_0_DIT) == "full"
+    assert auto_window({**SAO_1_0_DIT, "in_channels": 4}) == "fit"
+    with pytest.raises(ValueError, match="auto, full, fit"):
+        generator.set_window("wide")
+    assert generator.window == "fit"
+
+
+def test_full_window_denoises_the_whole_window_and_trims_to_the_request(generator, full):
+    lengths, handle = denoiser_lengths(full)
+    try:
+        wide = full.render(BASE)
+    finally:
+        handle.remove()
+    assert set(lengths) == {full.window_frames} and len(lengths) == BASE.steps
+    fit = generator.render(BASE)
+    assert wide.audio.shape == fit.audio.shape == (2, SR)
+    assert np.isfinite(wide.audio).all()
+    assert not np.array_equal(wide.audio, fit.audio)  # other noise, other context: other audio
+    assert wide.sampler["window"] == "full" and fit.sampler["window"] == "fit"
+    assert wide.sampler["latent_frames"] == 1024
+    assert fit.sampler["latent_frames"] == generator.latent_frames(BASE.duration_s)
+
+
+def test_full_window_is_the_stock_pipeline_at_any_length(full):
+    """diffusers' StableAudioPipeline always renders sample_size frames and trims: so do we."""
+    ours = full.render(replace(BASE, steps=6))
+    stock = full.pipe(
+        prompt=BASE.prompt,
+        audio_end_in_s=BASE.duration_s,
+        num_inference_steps=6,
+        guidance_scale=BASE.cfg,
+        generator=torch.Generator().manual_seed(BASE.seed),
+    ).audios[0]
+    assert stock.shape[-1] == SR
+    np.testing.assert_allclose(ours.audio, stock.numpy(), atol=1e-6)
+
+
+def test_full_window_at_the_window_length_equals_fit(generator, full):
+    settings = replace(BASE, duration_s=generator.max_duration_s, steps=4)
+    assert np.array_equal(full.render(settings).audio, generator.render(settings).audio)
+
+
+def test_full_window_seeds_sit_at_the_start_and_silence_fills_the_rest(full, init_audio):
+    """Audio-to-audio and in-painting encode the take's audio at the window's start, then
+    silence (upstream pads the init the same way); the kept range stays the original's."""
+    encoded: list[torch.Tensor] = []
+    handle = full.pipe.vae.encoder.register_forward_pre_hook(
+        lambda module, args: encoded.append(args[0].clone())
+    )
+    try:
+        a2a = full.render(replace(BASE, strength=0.5), init_audio)  # a 1 s take of a 2 s clip
+        inpaint = full.render(replace(BASE, inpaint_range_s=(0.5, 1.25)), init_audio)
+    finally:
+        handle.remove()
+    window = full.window_frames * full.hop_length
+    assert [e.shape[-1] for e in encoded] == [window, window]
+    np.testing.assert_array_equal(encoded[0][0, :, :SR].numpy(), init_audio[:, :SR])
+    assert not encoded[0][0, :, SR:].any()  # the clip's second second is past the take
+    np.testing.assert_array_equal(encoded[1][0, :, : 2 * SR].numpy(), init_audio)
+    assert not encoded[1][0, :, 2 * SR :].any()
+    assert a2a.audio.shape == (2, SR) and a2a.denoiser_calls == round(BASE.steps * 0.5)
+    first, last = int(0.5 * SR), int(1.25 * SR)
+    assert inpaint.audio.shape == init_audio.shape
+    assert np.array_equal(inpaint.audio[:, :first], init_audio[:, :first])
+    assert np.array_equal(inpaint.audio[:, last:], init_audio[:, last:])
+
+
+def test_the_window_setting_reaches_the_generator_and_its_sampler_record(
+    tiny_generator_folder, tmp_path
+):
+    from audiorag.components import load_generator as load_configured
+    from audiorag.settings import Settings
+
+    settings = Settings(
+        data_dir=tmp_path, generator_model=str(tiny_generator_folder), sao_window="full"
+    )
+    gen, _ = load_configured(settings)
+    assert gen.window == "full"
+    assert gen.render(replace(BASE, steps=2)).sampler["window"] == "full"

@@ -47,6 +47,13 @@ def generate_command(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Parent folder (default data/takes).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
+    window: Annotated[
+        str | None,
+        typer.Option(
+            help="Stable Audio Open window: full (render the model's whole window, trim), fit "
+            "(only the request's length) or auto (default: AUDIORAG_SAO_WINDOW)."
+        ),
+    ] = None,
 ) -> None:
     """Render a take seeded by licensed catalog items; writes audio, manifest and spectrogram."""
     from audiorag.cli.common import components
@@ -54,6 +61,10 @@ def generate_command(
     from rag.orchestrate import GenerateRequest, GenerationError
 
     settings = get_settings()
+    if window is not None:
+        if window not in ("auto", "full", "fit"):
+            raise typer.BadParameter("must be auto, full or fit", param_hint="--window")
+        settings = settings.model_copy(update={"sao_window": window})
     embedder, store = components(settings)
     request = GenerateRequest(
         prompt=prompt,
