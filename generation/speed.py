@@ -15,14 +15,18 @@ import torch
 from diffusers import StableAudioDiTModel
 
 
-def speed_options(preset: str, device: str | torch.device) -> dict[str, Any] | None:
+def speed_options(
+    preset: str, device: str | torch.device, *, bf16_decode: bool = False
+) -> dict[str, Any] | None:
     """``StableAudioOpen.optimize`` arguments for a named preset on ``device`` (None: leave the
     stock numerics alone).
 
     - ``off``: none — the render equals diffusers' pipeline to float rounding (tested).
-    - ``fast``: fused-QKV/GQA attention; on a GPU also bf16 compute (fp32 sampler), the SDPA
-      kernel order cuDNN → flash → efficient, and the denoiser call replayed from a CUDA graph
-      (one per length, the last few kept). Close to ``off``, not bit-equal, on a GPU.
+    - ``fast``: fused-QKV/GQA attention; on a GPU also bf16 compute for the DiT and the text
+      encoder (fp32 sampler, fp32 VAE), the SDPA kernel order cuDNN → flash → efficient, and
+      the denoiser call replayed from a CUDA graph (one per length, the last few kept). Close
+      to ``off``, not bit-equal, on a GPU. ``bf16_decode`` also runs the VAE in bf16 (opt-in:
+      the decode is one pass, and the last word on every sample).
     - ``compiled``: ``fast`` plus ``torch.compile`` of the DiT blocks and the VAE decoder:
       fastest once warm, but every new render length compiles first (seconds to minutes) —
       for sessions that render one length over and over.
@@ -31,8 +35,8 @@ def speed_options(preset: str, device: str | torch.device) -> dict[str, Any] | N
 
     >>> speed_options("auto", "cpu") is None
     True
-    >>> speed_options("fast", "cuda")["dtype"]
-    torch.bfloat16
+    >>> speed_options("fast", "cuda")["dtype"], speed_options("fast", "cuda").get("vae_dtype")
+    (torch.bfloat16, None)
     """
     cuda = torch.device(device).type == "cuda"
     if preset == "auto":
@@ -44,6 +48,8 @@ def speed_options(preset: str, device: str | torch.device) -> dict[str, Any] | N
     options: dict[str, Any] = {"fast_attention": True}
     if cuda:
         options.update(dtype=torch.bfloat16, cuda_graphs=True)
+        if bf16_decode:
+            options.update(vae_dtype=torch.bfloat16)
     if preset == "compiled":
         options.update(compile=True, compile_vae=True)
     return options

@@ -123,15 +123,37 @@ def test_the_sampler_loop_never_waits_for_the_gpu(tiny_generator_folder, init_au
     gen.render(settings, init_audio if strength < 1 else None)
 
 
-def test_bf16_denoiser_keeps_an_fp32_sampler_and_stays_close(tiny_generator_folder, plain):
-    gen = load_generator(tiny_generator_folder).optimize(dtype=torch.bfloat16)
+@pytest.mark.parametrize("vae_dtype", [None, torch.bfloat16])
+def test_bf16_denoiser_keeps_an_fp32_sampler_and_stays_close(
+    tiny_generator_folder, plain, vae_dtype
+):
+    gen = load_generator(tiny_generator_folder).optimize(dtype=torch.bfloat16, vae_dtype=vae_dtype)
     assert gen.dtype == torch.float32 and gen.compute_dtype == torch.bfloat16
-    assert gen.pipe.transformer.dtype == torch.bfloat16 and gen.pipe.vae.dtype == torch.bfloat16
+    assert gen.pipe.transformer.dtype == torch.bfloat16
+    assert gen.pipe.vae.dtype == (vae_dtype or torch.float32)  # fp32 unless asked (opt-in)
     a = plain.render(BASE).audio
     b = gen.render(BASE)
     assert b.audio.dtype == np.float32 and b.audio.shape == a.shape
     assert np.isfinite(b.audio).all()
     assert np.abs(b.audio - a).max() < 0.1 * max(np.abs(a).max(), 1e-3)
+    assert b.sampler["speed"]["vae_dtype"] == str(vae_dtype or torch.float32)[6:]
+
+
+def test_the_gpu_preset_decodes_in_fp32_unless_bf16_decode_is_asked(tiny_generator_folder):
+    """The fast preset's GPU options (less the CUDA graphs, which need a GPU) applied on the
+    CPU: the DiT computes in bf16, the VAE decodes fp32 latents with fp32 weights."""
+    options = speed.speed_options("fast", "cuda")
+    assert "vae_dtype" not in options
+    options.pop("cuda_graphs")
+    gen = load_generator(tiny_generator_folder).optimize(**options)
+    seen: list[torch.dtype] = []
+    gen.pipe.vae.decoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].dtype))
+    gen.render(replace(BASE, steps=2), init_audio=None)
+    assert gen.compute_dtype == torch.bfloat16
+    assert seen == [torch.float32] and gen.pipe.vae.decoder.conv1.weight.dtype == torch.float32
+    opted = speed.speed_options("fast", "cuda", bf16_decode=True)
+    assert opted["vae_dtype"] == torch.bfloat16
+    assert speed.speed_options("fast", "cpu", bf16_decode=True) == {"fast_attention": True}
 
 
 def test_speed_presets_name_their_options():
