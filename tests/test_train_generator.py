@@ -1,8 +1,10 @@
 """Generator training: a tiny real run saves a StableAudioPipeline folder that loads offline and
-renders, is deterministic, resumes; the v-objective is what the scheduler samples with."""
+renders, is deterministic, resumes; the v-objective is what the scheduler samples with, and a
+training step hands the transformer exactly the inputs a sampler step does."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import warnings
@@ -15,17 +17,23 @@ from diffusers import StableAudioPipeline
 from safetensors.torch import load_file
 
 import audiorag.training.train_generator as train_module
+from audiorag.training.train_clap import lr_schedule as clap_lr_schedule
 from audiorag.training.train_generator import (
     CHECKPOINT_DIR,
+    Conditioned,
+    DitBatch,
     GeneratorConfig,
-    build_scheduler,
     build_vae,
+    dit_loss,
     fold_latent_scale,
     folder_size,
+    lr_schedule,
     train_generator,
     v_objective,
 )
-from generation.loading import BUNDLED_GENERATOR
+from generation.interface import RenderSettings
+from generation.loading import BUNDLED_GENERATOR, load_generator
+from generation.stable_audio_open import stable_audio_open_scheduler
 
 pytestmark = pytest.mark.slow
 
@@ -93,6 +101,11 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
     }
 
 
+def public(config) -> dict:
+    """A diffusers config without its bookkeeping keys (``_class_name`` and the like)."""
+    return {key: value for key, value in config.items() if not key.startswith("_")}
+
+
 def test_saved_folder_is_a_stable_audio_pipeline_that_renders(trained):
     index = json.loads((trained / "model_index.json").read_text())
     assert index["_class_name"] == "StableAudioPipeline"
@@ -101,6 +114,7 @@ def test_saved_folder_is_a_stable_audio_pipeline_that_renders(trained):
     pipe = StableAudioPipeline.from_pretrained(trained, local_files_only=True)
     assert pipe.vae.config.sampling_rate == 16_000 and pipe.vae.config.audio_channels == 1
     assert pipe.scheduler.config.sigma_min == 0.3 and pipe.scheduler.config.sigma_max == 500
+    assert public(pipe.scheduler.config) == public(stable_audio_open_scheduler().config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         audio = pipe(
@@ -156,7 +170,7 @@ def test_v_objective_matches_the_scheduler_preconditioning():
     """Training at t with x_t = αx0 + σε and target v = αε − σx0 is the model the scheduler
     expects at σ_edm = tan(tπ/2): it feeds x_edm/sqrt(σ²+1) and atan(σ)·2/π, and reads
     denoised = c_skip·x_edm + c_out·v."""
-    scheduler = build_scheduler()
+    scheduler = stable_audio_open_scheduler()
     generator = torch.Generator().manual_seed(0)
     x0 = torch.randn(6, 4, 10, generator=generator)
     noise = torch.randn(6, 4, 10, generator=generator)
@@ -169,6 +183,64 @@ def test_v_objective_matches_the_scheduler_preconditioning():
     assert torch.allclose(model_input, x_t, atol=1e-5)
     denoised = scheduler.precondition_outputs(x_edm, v, sigma_edm.view(-1, 1, 1))
     assert torch.allclose(denoised, x0, atol=1e-3)
+
+
+def test_a_training_step_and_a_sampler_step_give_the_transformer_the_same_inputs(
+    tiny_generator_folder,
+):
+    """Same latents, time, noise and prompt: a training-loss step and a sampler step (seeded at
+    strength 0.5) hand the DiT identical conditioning, rotary tables and timestep, and the same
+    noisy latents (to rounding: the sampler scales x0 + σε, training mixes αx0 + σε)."""
+    generator = load_generator(tiny_generator_folder)
+    pipe = generator.pipe
+    calls: list[dict[str, object]] = []
+
+    def capture(module, args, kwargs):
+        calls.append(inspect.signature(module.forward).bind(*args, **kwargs).arguments)
+
+    prompt, duration_s, seed = "punchy house drums in A minor", 1.0, 3
+    init_audio = 0.1 * np.random.default_rng(0).standard_normal((2, 16_000)).astype(np.float32)
+    settings = RenderSettings(
+        prompt=prompt, duration_s=duration_s, steps=2, cfg=1.0, seed=seed, strength=0.5
+    )
+    handle = pipe.transformer.register_forward_pre_hook(capture, with_kwargs=True)
+    try:
+        generator.render(settings, init_audio=init_audio)
+        sampled = calls[0]
+        x0 = generator.encode(init_audio, generator.latent_frames(duration_s))
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
+        batch = DitBatch(x0, [prompt], torch.tensor([duration_s]), keep_text=torch.ones(1))
+        model = Conditioned(pipe.transformer, pipe.text_encoder, pipe.projection_model)
+        # Without autograd: with it, SDPA in the text encoder takes another CPU kernel, and the
+        # states differ in the last bit (~1e-7) — the same function, other rounding.
+        with torch.no_grad():
+            dit_loss(model, pipe.tokenizer, batch, sampled["timestep"], noise, "cpu")
+        trained = calls[1]
+    finally:
+        handle.remove()
+    assert len(calls) == 2
+    for name in ("encoder_hidden_states", "global_hidden_states", "timestep"):
+        assert torch.equal(trained[name], sampled[name]), name
+    assert len(trained["rotary_embedding"]) == len(sampled["rotary_embedding"]) == 2
+    for ours, theirs in zip(trained["rotary_embedding"], sampled["rotary_embedding"], strict=True):
+        assert torch.equal(ours, theirs)
+    assert float(sampled["timestep"]) == pytest.approx(0.5)
+    assert torch.allclose(trained["hidden_states"], sampled["hidden_states"], atol=1e-5)
+
+
+def test_learning_rate_schedules_are_each_trainers_own():
+    """One warmup_cosine, two schedules: CLAP warms up over 5 % and decays to 0; the generator
+    warms up over min(100, steps/10) and decays to a tenth."""
+    clap = clap_lr_schedule(100)
+    assert [clap(s) for s in (0, 4, 5)] == [0.2, 1.0, 1.0]
+    assert clap(52) == pytest.approx(0.5 * (1 + math.cos(math.pi * 47 / 95)))
+    assert clap(100) == clap(500) == 0.0
+    generator = lr_schedule(2000)
+    assert [generator(s) for s in (0, 99, 100)] == [0.01, 1.0, 1.0]
+    assert generator(1050) == pytest.approx(0.55)
+    assert generator(2000) == generator(9000) == pytest.approx(0.1)
+    short = lr_schedule(30)  # warm-up of 3 steps
+    assert [short(s) for s in (0, 2)] == [pytest.approx(1 / 3), 1.0]
 
 
 def test_folding_the_latent_scale_keeps_the_round_trip():

@@ -66,6 +66,7 @@ from audiorag.democatalog.captions import (
     instrument_phrase,
     mood_phrase,
 )
+from audiorag.training.schedule import warmup_cosine
 from index.clap import SAMPLE_RATE, log_mel_features, plan_windows, train_byte_level_tokenizer
 from index.ingest import kind_of
 
@@ -472,6 +473,11 @@ def warm_up_text_tower(
         advance(f"loss {loss.item():.3f}")
 
 
+def lr_schedule(total_steps: int) -> Callable[[int], float]:
+    """LR multiplier: linear warm-up over the first 5 % of steps, then cosine decay to zero."""
+    return warmup_cosine(total_steps, warmup_steps=round(WARMUP_SHARE * total_steps))
+
+
 def tokenize(
     tokenizer: RobertaTokenizer,
     metas: Sequence[dict[str, Any]],
@@ -481,19 +487,6 @@ def tokenize(
     """A fresh caption for each item, tokenised and padded as one batch."""
     captions = [training_caption(meta, rng) for meta in metas]
     return tokenizer(captions, padding=True, truncation=True, return_tensors="pt").to(device)
-
-
-def warmup_cosine(total_steps: int) -> Callable[[int], float]:
-    """LR multiplier: linear warmup over the first 5 % of steps, then cosine decay to zero."""
-    warmup = max(1, round(WARMUP_SHARE * total_steps))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, total_steps - warmup)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return factor
 
 
 # --- 5. one epoch -------------------------------------------------------------------------------
@@ -663,9 +656,7 @@ def train_clap(
     model = ClapModel(config(len(tokenizer))).to(device)
     optimizer = make_optimizer(model, lr)
     steps_per_epoch = len(items) // batch_size
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, warmup_cosine(epochs * steps_per_epoch)
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(epochs * steps_per_epoch))
 
     first_epoch, epoch_losses = 0, []
     if state is not None:

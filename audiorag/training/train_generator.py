@@ -14,9 +14,10 @@
 5. latents    every stem encoded once (posterior mean) and cached;
 6. dit        ``StableAudioDiTModel`` + a tiny ``T5EncoderModel`` + ``StableAudioProjectionModel``
               trained jointly on the latents with the v-objective the scheduler samples with,
-              conditioned as ``StableAudioPipeline`` conditions: caption tokens, seconds_start and
-              seconds_total as cross-attention tokens and as the global token, zeros for the
-              10 % of unconditional (classifier-free guidance) examples;
+              conditioned by the sampler's own functions (``generation.stable_audio_open``:
+              caption tokens, seconds_start and seconds_total as cross-attention tokens and as
+              the global token, the same rotary tables and scheduler), zeros for the 10 % of
+              unconditional (classifier-free guidance) examples;
 7. save       ``StableAudioPipeline.save_pretrained`` — a folder every diffusers user can load.
 
 Windows. The pipeline always denoises ``transformer.config.sample_size`` latent frames (1280,
@@ -48,19 +49,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import (
-    AutoencoderOobleck,
-    CosineDPMSolverMultistepScheduler,
-    StableAudioDiTModel,
-    StableAudioPipeline,
-)
-from diffusers.models.embeddings import get_1d_rotary_pos_embed
+from diffusers import AutoencoderOobleck, StableAudioDiTModel, StableAudioPipeline
 from diffusers.pipelines.stable_audio import StableAudioProjectionModel
 from rich.console import Console
 from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
 
 from audio.decode import decode_audio
 from audio.signal import resample
+from audiorag.training.schedule import warmup_cosine
 from audiorag.training.train_clap import (
     TrainItem,
     load_items,
@@ -70,6 +66,12 @@ from audiorag.training.train_clap import (
     say,
     tokenizer_corpus,
     training_caption,
+)
+from generation.speed import call_transformer
+from generation.stable_audio_open import (
+    encode_conditioning,
+    rotary_tables,
+    stable_audio_open_scheduler,
 )
 
 SAMPLE_RATE = 16_000
@@ -87,20 +89,6 @@ VAE_STATE, DIT_STATE = "vae.pt", "dit.pt"
 VAE_FOLDER = "vae-final"  # the rescaled autoencoder, the DiT stage's input
 CHECKPOINT_EVERY_S = 120.0
 STFT_SIZES = (1024, 512, 256, 128, 64)
-
-# Stable Audio Open's sampler settings (its scheduler_config.json).
-SCHEDULER_CONFIG: dict[str, Any] = {
-    "sigma_min": 0.3,
-    "sigma_max": 500.0,
-    "sigma_data": 1.0,
-    "sigma_schedule": "exponential",
-    "solver_order": 2,
-    "prediction_type": "v_prediction",
-    "solver_type": "midpoint",
-    "lower_order_final": True,
-    "euler_at_final": False,
-    "final_sigmas_type": "zero",
-}
 
 
 @dataclass(frozen=True)
@@ -130,6 +118,12 @@ class GeneratorConfig:
     min_seconds: float = 2.0
     max_seconds: float = 12.0
     full_window_share: float = 0.25  # steps trained on the pipeline's whole sample_size window
+
+
+def lr_schedule(steps: int) -> Callable[[int], float]:
+    """Both stages' LR multiplier: warm up over 100 steps (a tenth of a short run), then cosine
+    decay to a tenth of the peak."""
+    return warmup_cosine(steps, warmup_steps=min(100, steps // 10), floor=0.1)
 
 
 def small_config() -> GeneratorConfig:
@@ -285,7 +279,7 @@ def train_vae(
 ) -> tuple[int, list[float], bool]:
     """The autoencoder loop; returns (steps done, loss per 50 steps, finished)."""
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.vae_lr, betas=(0.8, 0.99))
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps))
     state = load_state(folder / VAE_STATE, hparams) if resume else None
     step, losses = 0, []
     if state is not None:
@@ -447,43 +441,6 @@ def build_projection(config: GeneratorConfig) -> StableAudioProjectionModel:
     )
 
 
-def build_scheduler() -> CosineDPMSolverMultistepScheduler:
-    return CosineDPMSolverMultistepScheduler(**SCHEDULER_CONFIG)
-
-
-def condition(
-    text_encoder: T5EncoderModel,
-    projection: StableAudioProjectionModel,
-    tokenizer: PreTrainedTokenizerFast,
-    captions: Sequence[str],
-    seconds_start: torch.Tensor,
-    seconds_total: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(cross-attention states, global states) exactly as ``StableAudioPipeline`` builds them:
-    max-length padded tokens, projected text zeroed at padding, then the two timing tokens."""
-    device = seconds_total.device
-    tokens = tokenizer(
-        list(captions), padding="max_length", max_length=tokenizer.model_max_length,
-        truncation=True, return_tensors="pt",
-    ).to(device)  # fmt: skip
-    hidden = text_encoder(tokens.input_ids, attention_mask=tokens.attention_mask)[0]
-    mask = tokens.attention_mask.unsqueeze(-1).to(hidden.dtype)
-    text = projection(text_hidden_states=hidden).text_hidden_states * mask
-    timing = projection(start_seconds=seconds_start, end_seconds=seconds_total)
-    start, end = timing.seconds_start_hidden_states, timing.seconds_end_hidden_states
-    return torch.cat([text, start, end], dim=1), torch.cat([start, end], dim=2)
-
-
-def rotary(transformer: StableAudioDiTModel, frames: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The pipeline's rotary embedding over the global token + ``frames`` latents."""
-    return get_1d_rotary_pos_embed(
-        transformer.config.attention_head_dim // 2,
-        frames + 1,
-        use_real=True,
-        repeat_interleave_real=False,
-    )
-
-
 def v_objective(
     x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -553,24 +510,29 @@ def dit_loss(
     model: Conditioned,
     tokenizer: PreTrainedTokenizerFast,
     batch: DitBatch,
-    generator: torch.Generator,
+    t: torch.Tensor,
+    noise: torch.Tensor,
     device: str,
 ) -> torch.Tensor:
+    """The v-objective at times ``t`` (batch,) with ``noise`` (like the latents).
+
+    The conditioning, the rotary tables and the transformer call are the sampler's own
+    (:mod:`generation.stable_audio_open`), so the model trains on the inputs it samples with.
+    """
     x0 = batch.latents.to(device)
     seconds_total = batch.seconds_total.to(device)
-    states, global_states = condition(
+    states, global_states = encode_conditioning(
         model.text_encoder, model.projection, tokenizer, batch.captions,
         torch.zeros_like(seconds_total), seconds_total,
     )  # fmt: skip
     # The pipeline's unconditional branch zeroes text and timing tokens, keeps the global token.
     states = states * batch.keep_text.to(device).view(-1, 1, 1)
-    t = torch.rand(x0.shape[0], generator=generator).to(device)
-    noise = torch.randn(x0.shape, generator=generator).to(device)
-    x_t, target = v_objective(x0, noise, t)
-    prediction = model.transformer(
-        x_t, t, encoder_hidden_states=states, global_hidden_states=global_states,
-        rotary_embedding=rotary(model.transformer, x0.shape[-1]),
-    ).sample  # fmt: skip
+    t = t.to(device)
+    x_t, target = v_objective(x0, noise.to(device), t)
+    cos, sin = rotary_tables(model.transformer, global_states.shape[1] + x0.shape[-1])
+    prediction = call_transformer(
+        model.transformer, x_t, t, states, global_states, cos.to(device), sin.to(device)
+    )
     return F.mse_loss(prediction, target)
 
 
@@ -603,7 +565,7 @@ def train_dit(
 ) -> tuple[int, list[float], bool]:
     """The DiT loop; returns (steps done, loss per 50 steps, finished)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.dit_lr, weight_decay=0.01)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(steps))
     # when the autoencoder trained further, the latents the DiT learned are gone: start over
     state = (
         load_state(folder / DIT_STATE, hparams, stale_if="vae_steps_done", console=console)
@@ -638,7 +600,9 @@ def train_dit(
             rng = np.random.default_rng([seed, 6, step])
             generator = torch.Generator().manual_seed(seed * 1_000_003 + 7 * step + 1)
             batch = dit_batch(latents, items, silence, config, rng)
-            loss = dit_loss(model, tokenizer, batch, generator, device)
+            t = torch.rand(batch.latents.shape[0], generator=generator)
+            noise = torch.randn(batch.latents.shape, generator=generator)
+            loss = dit_loss(model, tokenizer, batch, t, noise, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -664,24 +628,6 @@ def train_dit(
                 last_save = time.monotonic()
     save(True)
     return step, losses, True
-
-
-# --- checkpoints and schedules ------------------------------------------------------------------
-
-
-def warmup_cosine(
-    total_steps: int, warmup: int = 100, floor: float = 0.1
-) -> Callable[[int], float]:
-    """LR multiplier: linear warm-up, then cosine decay to ``floor`` of the peak."""
-    warmup = max(1, min(warmup, total_steps // 10))
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total_steps - warmup))
-        return floor + (1 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    return factor
 
 
 # --- 7. the run ---------------------------------------------------------------------------------
@@ -819,7 +765,7 @@ def save_pipeline(
         projection_model=model.projection.cpu().eval(),
         tokenizer=tokenizer,
         transformer=model.transformer.cpu().eval(),
-        scheduler=build_scheduler(),
+        scheduler=stable_audio_open_scheduler(),
     )
     pipeline.save_pretrained(out, safe_serialization=True)
 
