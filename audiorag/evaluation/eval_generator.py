@@ -235,27 +235,3 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines += [f"| {name} | {value} | {target} | {'yes' if ok else 'no'} |"
               for name, value, target, ok in rows]  # fmt: skip
     return "\n".join(lines)
-
-
-def spectrogram_png(audio: np.ndarray, sample_rate: int, title: str, path: Path) -> None:
-    """A log-magnitude STFT picture of mono ``audio``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_fft = 1024
-    spec = torch.stft(
-        torch.from_numpy(np.asarray(audio, np.float32)), n_fft, n_fft // 4,
-        window=torch.hann_window(n_fft), return_complex=True,
-    ).abs()  # fmt: skip
-    db = 20 * torch.log10(spec + 1e-5).numpy()
-    figure, axis = plt.subplots(figsize=(8, 3), dpi=100)
-    extent = (0, audio.shape[-1] / sample_rate, 0, sample_rate / 2000)
-    axis.imshow(db, origin="lower", aspect="auto", extent=extent, vmin=db.max() - 80,
-                vmax=db.max(), cmap="magma")  # fmt: skip
-    axis.set(title=title, xlabel="seconds", ylabel="kHz")
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
