@@ -78,10 +78,17 @@ def index_command(
     workers: Annotated[int | None, typer.Option(help="Decode/analysis processes.")] = None,
 ) -> None:
     """Index a catalog folder: licence check, analysis, CLAP embeddings, upsert."""
+    from index.store import StoreUnavailable
+    from index.store.edge import StoreInUse
+
     settings = get_settings()
-    result = run_index(
-        settings, folder, catalog=catalog, manifest=manifest, prune=prune, workers=workers
-    )
+    try:
+        result = run_index(
+            settings, folder, catalog=catalog, manifest=manifest, prune=prune, workers=workers
+        )
+    except (StoreInUse, StoreUnavailable) as err:  # another run holds it / the server is down
+        console.print(f"[red]{err}")
+        raise typer.Exit(1) from err
     _print_report(result)
     if report:
         report.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +148,8 @@ def _print_report(report: IngestReport) -> None:
             console.print(f"  [yellow]{label}[/] {problem.path}: {problem.reason}")
         if len(problems) > 20:
             console.print(f"  … and {len(problems) - 20} more {label} (see --report)")
+    for note in report.notes[:20]:
+        console.print(f"  [cyan]note[/] {note.path}: {note.reason}")
     for error in report.manifest_errors[:10]:
         console.print(f"  [yellow]manifest[/] {error}")
     bpm = report.accuracy.get("bpm_drum_loops", {})

@@ -69,6 +69,30 @@ def unit_floats(vector: np.ndarray) -> list[float]:
     return (v / norm if norm > 0 else v).tolist()
 
 
+class StoreUnavailable(RuntimeError):
+    """A store server could not be reached, even after retrying; the message names its URL."""
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How hard to try a store server that does not answer: exponential backoff from
+    ``first_delay_s``, doubling up to ``max_delay_s``, at most ``attempts`` tries and
+    ``max_total_s`` seconds in all. A restart of the server within that window goes unnoticed."""
+
+    attempts: int = 5
+    first_delay_s: float = 0.25
+    max_delay_s: float = 4.0
+    max_total_s: float = 30.0
+
+    def delays(self) -> list[float]:
+        """The waits between tries.
+
+        >>> Retry(attempts=5, first_delay_s=0.25, max_delay_s=1.0).delays()
+        [0.25, 0.5, 1.0, 1.0]
+        """
+        return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
+
+
 class EmbedderMismatch(RuntimeError):
     """Vectors or a query from one embedder met a collection built by another."""
 
@@ -228,17 +252,21 @@ def open_store(
     api_key: str | None = None,
     backend: str = "edge",
     collection: str = "audiorag",
+    retry: Retry | None = None,
 ) -> VectorStore:
     """Open (creating if needed) the collection for ``embedder``.
 
     ``url`` set → qdrant-client against that server. Otherwise ``backend`` picks the embedded
     engine: ``"edge"`` (default, Qdrant Edge in ``path``) or ``"local"`` (qdrant-client local mode
-    in ``path``, or in memory when ``path`` is None).
+    in ``path``, or in memory when ``path`` is None). A server that does not answer is retried
+    as ``retry`` says, then refused with :class:`StoreUnavailable`.
     """
     if url:
         from index.store.client import ClientStore
 
-        return ClientStore.connect(embedder, url=url, api_key=api_key, collection=collection)
+        return ClientStore.connect(
+            embedder, url=url, api_key=api_key, collection=collection, retry=retry or Retry()
+        )
     if backend == "edge":
         if path is None:
             raise ValueError("the Edge backend needs a folder (path)")

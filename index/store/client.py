@@ -13,13 +13,16 @@ server older than 1.16, which drops the field) is refused rather than guessed at
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException
 
 from index.store import (
     FLOAT_FIELDS,
@@ -35,6 +38,8 @@ from index.store import (
     MatchAny,
     Point,
     Range,
+    Retry,
+    StoreUnavailable,
     check_embedder,
     check_points,
     check_query,
@@ -44,19 +49,48 @@ from index.store import (
 METADATA_KEY = "audiorag"
 COSINE = models.Distance.COSINE
 SCROLL_PAGE = 256
+# What a server that is down, restarting or unreachable looks like from qdrant-client.
+TRANSIENT = (ResponseHandlingException, httpx.TransportError, ConnectionError)
 
 
 class ClientStore:
     """A :class:`~index.store.VectorStore` on qdrant-client; see :meth:`connect`, :meth:`local`."""
 
     def __init__(
-        self, client: QdrantClient, embedder: Embedder, collection: str, *, is_local: bool
+        self,
+        client: QdrantClient,
+        embedder: Embedder,
+        collection: str,
+        *,
+        is_local: bool,
+        url: str = "",
+        retry: Retry | None = None,
     ) -> None:
         self.client = client
         self.embedder = embedder
         self.collection = collection
         self.is_local = is_local
-        self._ensure_collection()
+        self.url = url
+        self.retry = retry or Retry(attempts=1)  # local mode: nothing to wait for
+        self._call(self._ensure_collection)
+
+    def _call(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)``, retried with exponential backoff while the server does not
+        answer; every call is idempotent (upserts by id, deletes by id, reads)."""
+        started = time.monotonic()
+        delays = self.retry.delays()
+        for attempt in range(len(delays) + 1):
+            try:
+                return fn(*args, **kwargs)
+            except TRANSIENT as err:
+                spent = time.monotonic() - started
+                if attempt == len(delays) or spent + delays[attempt] > self.retry.max_total_s:
+                    raise StoreUnavailable(
+                        f"Qdrant at {self.url or 'local mode'} is unreachable: {err or type(err)}"
+                        f" ({attempt + 1} tries over {spent:.1f} s); is the server running?"
+                    ) from err
+                time.sleep(delays[attempt])
+        raise AssertionError("unreachable")
 
     @classmethod
     def connect(
@@ -66,10 +100,12 @@ class ClientStore:
         url: str,
         api_key: str | None = None,
         collection: str = "audiorag",
+        retry: Retry | None = None,
     ) -> ClientStore:
-        """Open (creating if needed) ``collection`` on the Qdrant server at ``url``."""
-        client = QdrantClient(url=url, api_key=api_key)
-        return cls._open(client, embedder, collection, is_local=False)
+        """Open (creating if needed) ``collection`` on the Qdrant server at ``url``; retried
+        as ``retry`` says, then :class:`StoreUnavailable` naming the URL."""
+        client = QdrantClient(url=url, api_key=api_key, check_compatibility=False)
+        return cls._open(client, embedder, collection, is_local=False, url=url, retry=retry)
 
     @classmethod
     def local(
@@ -81,10 +117,17 @@ class ClientStore:
 
     @classmethod
     def _open(
-        cls, client: QdrantClient, embedder: Embedder, collection: str, *, is_local: bool
+        cls,
+        client: QdrantClient,
+        embedder: Embedder,
+        collection: str,
+        *,
+        is_local: bool,
+        url: str = "",
+        retry: Retry | None = None,
     ) -> ClientStore:
         try:
-            return cls(client, embedder, collection, is_local=is_local)
+            return cls(client, embedder, collection, is_local=is_local, url=url, retry=retry)
         except BaseException:
             client.close()  # a refused open must not keep local mode's folder lock
             raise
@@ -142,16 +185,20 @@ class ClientStore:
                 )
                 for p in points
             ]
-            self.client.upsert(self.collection, points=structs, wait=True)
+            self._call(self.client.upsert, self.collection, points=structs, wait=True)
 
     def delete(self, ids: Sequence[str]) -> None:
         if ids:
             selector = models.PointIdsList(points=list(ids))
-            self.client.delete(self.collection, points_selector=selector, wait=True)
+            self._call(self.client.delete, self.collection, points_selector=selector, wait=True)
 
     def retrieve(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[Point]:
-        records = self.client.retrieve(
-            self.collection, list(ids), with_payload=True, with_vectors=with_vectors
+        records = self._call(
+            self.client.retrieve,
+            self.collection,
+            list(ids),
+            with_payload=True,
+            with_vectors=with_vectors,
         )
         # Servers do not promise request order; give it back in the order asked.
         by_id = {str(r.id): _point(r) for r in records}
@@ -162,7 +209,8 @@ class ClientStore:
     ) -> Iterator[Point]:
         offset: Any = None
         while True:
-            records, offset = self.client.scroll(
+            records, offset = self._call(
+                self.client.scroll,
                 self.collection,
                 scroll_filter=to_client_filter(filter),
                 limit=SCROLL_PAGE,
@@ -175,8 +223,8 @@ class ClientStore:
                 return
 
     def count(self, filter: Filter | None = None) -> int:
-        return self.client.count(
-            self.collection, count_filter=to_client_filter(filter), exact=True
+        return self._call(
+            self.client.count, self.collection, count_filter=to_client_filter(filter), exact=True
         ).count
 
     def search(
@@ -194,7 +242,8 @@ class ClientStore:
         params = (
             None if self.is_local else _search_params(filtered=bool(client_filter), exact=exact)
         )
-        response = self.client.query_points(
+        response = self._call(
+            self.client.query_points,
             self.collection,
             query=vector,
             using=vector_name,

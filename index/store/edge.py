@@ -218,15 +218,20 @@ class EdgeStore:
 
 
 def _lock(path: Path) -> int:
+    """flock ``store.lock`` and write our pid into it, so a refused opener can say who holds it."""
     fd = os.open(path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
         os.close(fd)
+        pid = f" (pid {holder})" if holder.isdigit() else ""
         raise StoreInUse(
-            f"store folder {path} is in use by another process (or another open store in this "
-            "one); close it first"
+            f"store folder {path} is in use by another process{pid}: another index run, a "
+            "server, or another open store in this one; wait for it to finish, or stop it"
         ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
     return fd
 
 
