@@ -25,7 +25,8 @@ import numpy as np
 
 from audiorag.api.db import Database
 from audiorag.api.repos import catalogs as repo
-from index.store import Filter, Hit, MatchAny, Point, VectorStore
+from index.store import Filter, Hit, Point, VectorStore
+from rag.search import catalog_scope, in_catalog_scope
 
 CATALOG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -177,7 +178,7 @@ class ScopedStore:
         self.names = tuple(dict.fromkeys(store_names))
 
     def _scoped(self, filter: Filter | None) -> Filter:
-        scope = MatchAny("catalog", self.names)
+        scope = catalog_scope(self.names)
         if filter is None or filter.is_empty():
             return Filter(must=(scope,))
         return Filter(must=(scope, filter))
@@ -186,7 +187,7 @@ class ScopedStore:
         if not self.names or not ids:
             return []
         points = self.inner.retrieve(ids, with_vectors=with_vectors)
-        return [p for p in points if p.payload.get("catalog") in self.names]
+        return [p for p in points if in_catalog_scope(p.payload.get("catalog"), self.names)]
 
     def scroll(
         self, filter: Filter | None = None, *, with_vectors: bool = False

@@ -25,7 +25,8 @@ from audiorag.api.repos import jobs as repo
 from audiorag.api.schemas import GenerateBody, JobOut, Problem, Progress
 from audiorag.api.signing import UrlSigner
 from audiorag.api.tenancy import LockedStore, TenantScope
-from index.manifest import SEED_USE, allowed_uses
+from rag.errors import Refusal
+from rag.rules import seed_refusal
 
 router = APIRouter(prefix="/v1", tags=["generation"])
 
@@ -88,26 +89,14 @@ def check_pins(store: LockedStore, scope: TenantScope, store_names: list[str], p
     ids = [check_item_id(p) for p in pins]
     if not ids:
         return []
-    visible = {
-        p.id: p.payload
-        for p in scope.view(store).retrieve(ids)
-        if p.payload.get("catalog") in store_names
-    }
-    for item_id in ids:
-        if item_id not in visible:
-            raise not_found(f"no item {item_id} in this scope")
-    for item_id in ids:
-        # A pin always seeds, so it must be licensed to: refused now, not at render time.
-        licence = visible[item_id].get("licence") or {}
-        uses = allowed_uses(visible[item_id])
-        if SEED_USE not in uses:
-            name = str(visible[item_id].get("path") or item_id).rsplit("/", 1)[-1]
-            raise HTTPException(
-                422,
-                detail=f"{name} ({item_id}) is not licensed for {SEED_USE}: its licence "
-                f"{licence.get('id') or ''} from {licence.get('holder') or 'its holder'} allows "
-                f"{', '.join(uses) or 'nothing'}; pick an item licensed for {SEED_USE}",
-            )
+    found = {p.id: p.payload for p in scope.view(store).retrieve(ids)}
+    # A pin always seeds, so the orchestrator's seed rule applies now, not at render time;
+    # every unknown id (404) is reported before any unlicensed one (422).
+    refusals = [seed_refusal(i, found.get(i), store_names) for i in ids]
+    for refusal in sorted(filter(None, refusals), key=lambda r: r.reason != Refusal.NOT_FOUND):
+        if refusal.reason == Refusal.NOT_FOUND:
+            raise not_found(str(refusal))
+        raise HTTPException(422, detail=str(refusal))
     return list(dict.fromkeys(ids))
 
 
