@@ -49,7 +49,14 @@ from rag.errors import GenerationError
 from rag.guardrails import BlockedPrompt, Guardrails
 from rag.rules import seed_refusal
 from rag.search import SearchError, SearchRequest, build_filter, search
-from rag.takes import Take, new_take_id, write_take
+from rag.takes import (
+    RetrievalStatus,
+    Take,
+    TakeManifest,
+    TakeMode,
+    new_take_id,
+    write_take,
+)
 
 __all__ = [
     "BlockedPrompt",
@@ -167,8 +174,8 @@ class Orchestrator:
             "total_s": round(time.perf_counter() - started, 4),
         }
         take_id = new_take_id()
-        manifest = {"take_id": take_id, **manifest}
-        take = write_take(out_dir, take_id, audio, result.sample_rate, manifest, request.formats)
+        record = TakeManifest(take_id=take_id, **manifest)
+        take = write_take(out_dir, take_id, audio, result.sample_rate, record, request.formats)
         if self.provenance is not None and watermark.get("payload_int") is not None:
             self.provenance.record(int(watermark["payload_int"]), take.manifest)
         return take
@@ -251,7 +258,7 @@ class Orchestrator:
     def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any]]:
         """Pinned items first, then the top-k retrieved; every one licensed for seeding."""
         seeds = [self._pinned(item_id, request) for item_id in dict.fromkeys(request.pinned)]
-        retrieval: dict[str, Any] = {"status": "disabled", "top_k": request.top_k}
+        retrieval: dict[str, Any] = {"status": RetrievalStatus.DISABLED, "top_k": request.top_k}
         if request.retrieval and request.top_k > 0:
             query = SearchRequest(
                 text=request.prompt,
@@ -275,7 +282,9 @@ class Orchestrator:
             ]
             seeds += pick_by_role(candidates, request.top_k)
             retrieval = {
-                "status": "ok" if len(seeds) > len(request.pinned) else "empty",
+                "status": RetrievalStatus.OK
+                if len(seeds) > len(request.pinned)
+                else RetrievalStatus.EMPTY,
                 "top_k": request.top_k,
                 "embedder": self.embedder.embedder.id,
                 "filters": {
@@ -317,12 +326,12 @@ class Orchestrator:
         bpm: float | None,
         key: str | None,
         inpaint_audio: np.ndarray | None,
-    ) -> tuple[np.ndarray | None, str]:
+    ) -> tuple[np.ndarray | None, TakeMode]:
         gen = self.generator
         if inpaint_audio is not None:
-            return inpaint_audio, "in-paint"
+            return inpaint_audio, TakeMode.IN_PAINT
         if not seeds or settings.strength >= 1.0:
-            return None, "text-to-audio"
+            return None, TakeMode.TEXT_TO_AUDIO
         init = build_init_audio(
             seeds,
             target_bpm=bpm,
@@ -331,7 +340,9 @@ class Orchestrator:
             channels=gen.channels,
             length=round(settings.duration_s * gen.sample_rate),
         )
-        return (init, "audio-to-audio") if init is not None else (None, "text-to-audio")
+        if init is None:
+            return None, TakeMode.TEXT_TO_AUDIO
+        return init, TakeMode.AUDIO_TO_AUDIO
 
     def _manifest(
         self,
@@ -342,8 +353,9 @@ class Orchestrator:
         added: list[str],
         bpm: float | None,
         key: str | None,
-        mode: str,
+        mode: TakeMode,
     ) -> dict[str, Any]:
+        """The manifest's fields known before rendering (see :class:`TakeManifest`)."""
         gen = self.generator
         return {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -403,24 +415,24 @@ def take_payload(manifest: dict[str, Any]) -> int:
 
 
 def _seed_record(seed: Seed) -> dict[str, Any]:
-    payload = seed.payload
-    licence = payload.get("licence") or {}
+    item = ItemPayload.read(seed.payload)
+    licence = item.licence
     return {
         "id": seed.id,
-        "catalog": payload.get("catalog"),
-        "path": payload.get("path"),
-        "kind": payload.get("kind"),
-        "instrument": payload.get("instrument"),
-        "caption": payload.get("caption"),
+        "catalog": item.catalog,
+        "path": item.path,
+        "kind": item.kind,
+        "instrument": item.instrument,
+        "caption": item.caption,
         "score": round(seed.score, 4),
         "weight": seed.weight,
         "pinned": seed.pinned,
         "layered": seed.layered,
         "licence": {
-            "id": licence.get("id"),
-            "holder": licence.get("holder"),
-            "allowed_uses": licence.get("allowed_uses"),
-            "attribution": licence.get("attribution"),
+            "id": licence.id,
+            "holder": licence.holder,
+            "allowed_uses": licence.allowed_uses,
+            "attribution": licence.attribution,
         },
         "alignment": seed.alignment,
     }

@@ -2,6 +2,10 @@
 
 Everything is written into a hidden temporary folder beside the destination and renamed into
 place at the end, so a failed or cancelled render leaves nothing half-written behind.
+
+:class:`TakeManifest` is what ``manifest.json`` holds (and what the provenance log and the API
+return): built by the orchestrator, dumped field by field in declaration order, keys never set
+left out — the same JSON the dict-built manifests had. Its schema is in ``docs/schema/``.
 """
 
 from __future__ import annotations
@@ -13,13 +17,142 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
+from pydantic import BaseModel, ConfigDict, Field
 
 AUDIO_FORMATS = {"wav": ("WAV", "PCM_24"), "flac": ("FLAC", "PCM_24")}
+
+
+class TakeMode(StrEnum):
+    """How the take was rendered."""
+
+    TEXT_TO_AUDIO = "text-to-audio"
+    AUDIO_TO_AUDIO = "audio-to-audio"  # seeds layered into the init audio
+    IN_PAINT = "in-paint"  # a clip regenerated inside a range
+
+
+class RetrievalStatus(StrEnum):
+    OK = "ok"  # retrieval added at least one seed
+    EMPTY = "empty"  # retrieval ran and found nothing seedable
+    DISABLED = "disabled"  # no retrieval asked for (or top_k 0)
+
+
+# A number stays the type it was given (an int request field is not turned into a float), so
+# the JSON a manifest is written as does not change by passing through the model.
+Number = float | int
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class PromptRecord(_Record):
+    user: str = Field(description="The prompt as the user wrote it.")
+    enriched: str = Field(description="What the generator was given: user prompt + added.")
+    added: list[str] = Field(description="Phrases the seeds' metadata added, heaviest first.")
+    negative: str | None
+
+
+class RetrievalRecord(_Record):
+    status: RetrievalStatus
+    top_k: int
+    embedder: str | None = Field(None, description="CLAP model id (absent when disabled).")
+    filters: dict[str, Any] | None = Field(
+        None, description="uses, catalogs, instrument, genre (absent when disabled)."
+    )
+    query: dict[str, Any] | None = Field(None, description="text, like (absent when disabled).")
+
+
+class SeedLicence(_Record):
+    id: str | None
+    holder: str | None
+    allowed_uses: list[str] | None
+    attribution: str | None
+
+
+class Alignment(_Record):
+    """What was done to a seed's audio; ``skipped`` alone when it was not layered."""
+
+    method: str | None = Field(None, description='"time-stretch + pitch-shift" | "midi re-render"')
+    tempo_ratio: Number | None = None
+    source_bpm: Number | None = None
+    target_bpm: Number | None = None
+    source_key: str | None = None
+    target_key: str | None = None
+    semitones: int | None = None
+    skipped: str | None = Field(None, description="Why the seed was not layered.")
+
+
+class SeedRecord(_Record):
+    id: str = Field(description="Point id of the catalog item.")
+    catalog: str | None
+    path: str | None
+    kind: str | None
+    instrument: str | None
+    caption: str | None
+    score: Number = Field(description="Fused retrieval score (1.0 for a pinned item).")
+    weight: Number = Field(description="Share of the seeds' summed scores.")
+    pinned: bool
+    layered: bool = Field(description="Whether its audio is in the init mix.")
+    licence: SeedLicence
+    alignment: Alignment
+
+
+class Targets(_Record):
+    duration_s: Number
+    bpm: Number | None
+    key: str | None
+    sample_rate: int
+    channels: int
+
+
+class ModelRecord(_Record):
+    id: str
+    family: str
+    weights_sha256: str
+    notice: str | None = Field(description="Shown to the user, e.g. an untrained stand-in.")
+
+
+class WatermarkRecord(_Record):
+    scheme: str | None = Field(description="Watermarker id; None when takes are not marked.")
+    payload: str | None = Field(None, description="32-bit payload, 8 hex digits.")
+    payload_int: int | None = Field(None, description="The same payload as an integer.")
+
+
+class Timings(_Record):
+    retrieval_s: Number
+    conditioning_s: Number
+    render: dict[str, Any] = Field(description="The generator's own timings.")
+    total_s: Number
+
+
+class TakeManifest(_Record):
+    """A take's provenance: request, prompt, seeds with their licences, model, settings."""
+
+    take_id: str
+    created_at: str = Field(description="ISO 8601, UTC, seconds.")
+    mode: TakeMode
+    request: dict[str, Any] = Field(description="The GenerateRequest's fields, paths as text.")
+    prompt: PromptRecord
+    retrieval: RetrievalRecord
+    seeds: list[SeedRecord]
+    targets: Targets
+    model: ModelRecord
+    sampler: dict[str, Any] = Field(description="Scheduler, steps run, speed options, seed.")
+    watermark: WatermarkRecord
+    timings_s: Timings
+    outputs: dict[str, str] | None = Field(
+        None, description="File names in the take folder: wav, flac, spectrogram."
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest as stored: keys never set (e.g. a disabled retrieval's) left out."""
+        return self.model_dump(exclude_unset=True)
 
 
 @dataclass
@@ -41,7 +174,7 @@ def write_take(
     take_id: str,
     audio: np.ndarray,
     sample_rate: int,
-    manifest: dict[str, Any],
+    manifest: TakeManifest | dict[str, Any],
     formats: tuple[str, ...] = ("wav",),
 ) -> Take:
     """Write ``out_dir/take_id/`` atomically: audio.<fmt>, spectrogram.png, manifest.json."""
@@ -60,7 +193,7 @@ def write_take(
             files[fmt] = final / name
         write_spectrogram(audio, sample_rate, partial / "spectrogram.png", title=take_id)
         manifest = {
-            **manifest,
+            **(manifest.to_json() if isinstance(manifest, TakeManifest) else manifest),
             "outputs": {
                 **{fmt: f"audio.{fmt}" for fmt in formats},
                 "spectrogram": "spectrogram.png",

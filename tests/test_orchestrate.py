@@ -306,3 +306,19 @@ def test_seeds_are_picked_across_roles():
     assert picked == ["d0", "d1", "d2", "b"]  # two drums capped, then filled in rank order
     assert [s.id for s in pick_by_role(ranked, 2)] == ["d0", "b"]
     assert [s.id for s in pick_by_role(ranked[:2], 4)] == ["d0", "d1"]  # fewer than k: all
+
+
+def test_manifest_json_is_the_take_manifest_model_dumped(world, tmp_path):
+    """manifest.json reads back through TakeManifest to the same text; ints stay ints."""
+    from rag.takes import TakeManifest, TakeMode
+
+    take = world["orchestrator"].generate(request(bpm=97, duration_s=1, steps=2), tmp_path)
+    text = (take.folder / "manifest.json").read_text()
+    assert text == json.dumps(take.manifest, indent=2, default=str)
+    record = TakeManifest.model_validate_json(text)
+    assert json.dumps(record.to_json(), indent=2, default=str) == text
+    assert record.mode is TakeMode.AUDIO_TO_AUDIO and record.targets.bpm == 97
+    assert '"bpm": 97,' in text and '"duration_s": 1,' in text  # not 97.0 / 1.0
+    for seed in record.seeds:
+        assert "generation-seed" in (seed.licence.allowed_uses or [])
+    assert take.manifest["retrieval"]["status"] == "ok"
