@@ -11,7 +11,7 @@ from audiorag.settings import Settings
 from generation.loading import BUNDLED_GENERATOR
 from generation.watermark import AudioSealWatermark, StftWatermark, Watermarker
 from index.clap import BUNDLED_CLAP, ClapEmbedder
-from index.store import VectorStore, open_store
+from index.store import Retry, VectorStore, open_store
 from rag.catalogs import CatalogRoots
 from rag.guardrails import Guardrails
 from rag.provenance import ProvenanceLog
@@ -67,6 +67,9 @@ def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
         api_key=settings.qdrant_api_key,
         backend=settings.store_backend,
         collection=settings.collection,
+        retry=Retry(
+            attempts=settings.qdrant_retry_attempts, max_total_s=settings.qdrant_retry_max_s
+        ),
     )
 
 

@@ -21,6 +21,14 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the store, models and outputs live.")
     qdrant_url: str | None = Field(None, description="Qdrant server URL; unset → embedded engine.")
     qdrant_api_key: str | None = None
+    qdrant_retry_attempts: int = Field(
+        5,
+        ge=1,
+        description="Tries against an unanswering Qdrant server (backoff 0.25 → 4 s).",
+    )
+    qdrant_retry_max_s: float = Field(
+        30.0, gt=0, description="Give up on an unanswering Qdrant server after this many seconds."
+    )
     store_backend: Literal["edge", "local"] = Field(
         "edge", description="Embedded engine: Qdrant Edge (default) or qdrant-client local mode."
     )

@@ -140,3 +140,17 @@ def test_retry_gives_up_at_its_time_budget():
     with pytest.raises(StoreUnavailable, match=url):
         open_store(Embedder("e@1", 4), url=url, retry=retry)
     assert time.monotonic() - started < 3.0
+
+
+def test_settings_set_how_hard_a_server_is_retried(tmp_path):
+    from types import SimpleNamespace
+
+    from audiorag.components import load_store
+    from audiorag.settings import Settings
+
+    url = f"http://127.0.0.1:{_free_port()}"
+    settings = Settings(
+        data_dir=tmp_path, qdrant_url=url, qdrant_retry_attempts=2, qdrant_retry_max_s=5
+    )
+    with pytest.raises(StoreUnavailable, match="2 tries"):
+        load_store(settings, SimpleNamespace(embedder=Embedder("e@1", 4)))
