@@ -111,8 +111,11 @@ class JobQueue:
         maxsize: int,
         workers: int,
         metrics: Metrics,
+        ready: threading.Event | None = None,
     ) -> None:
         self.db = db
+        # Set once the models are loaded: jobs a restart queued again wait for it.
+        self._ready = ready
         self._runner = runner  # called per job: the orchestrator loads after the app starts
         self._build_request = build_request
         self._out_dir = out_dir
@@ -226,6 +229,9 @@ class JobQueue:
     # --- the worker -------------------------------------------------------------------------------
 
     def _work(self) -> None:
+        while self._ready is not None and not self._ready.wait(0.5):
+            if self._stopping:
+                return
         while True:
             job_id = self._queue.get()
             self.metrics.queue_depth.set(self.depth)

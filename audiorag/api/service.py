@@ -79,6 +79,7 @@ class Service:
             maxsize=settings.api_queue_size,
             workers=settings.api_generation_workers,
             metrics=self.metrics,
+            ready=self.models.ready,
         )
         self._users = 0
         self._users_lock = threading.Lock()
