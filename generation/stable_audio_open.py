@@ -105,6 +105,10 @@ class StableAudioOpen:
         window: str = "auto",
     ) -> None:
         self.pipe = pipe.to(device)
+        # A sampler: dropout off in every part, whatever mode they were built in (from_pretrained
+        # leaves them in eval mode; the stock pipeline re-sets only the text encoder, per call).
+        for module in (pipe.vae, pipe.text_encoder, pipe.projection_model, pipe.transformer):
+            module.eval()
         self._render_lock = threading.Lock()
         self.device = torch.device(device)
         self.id = model_id
