@@ -26,6 +26,7 @@ from index.store import (
     MatchAny,
     Point,
     Range,
+    VectorQuery,
     VectorStore,
     open_store,
     point_id,
@@ -292,6 +293,35 @@ def test_search_order_matches_numpy(filled: tuple[VectorStore, list[Point]]) -> 
     text_hits = store.search("text", points[3].vectors["text"], embedder_id=EMB.id, limit=1)
     assert text_hits[0].id == points[3].id
     assert text_hits[0].payload == points[3].payload
+
+
+def test_search_batch_equals_one_search_per_query(filled: tuple[VectorStore, list[Point]]) -> None:
+    """A batch (several vectors, filters, limits; both vector names) answers each query as
+    :meth:`search` does, in the order given, and the filtered ones as numpy does."""
+    store, points = filled
+    rng = np.random.default_rng(7)
+    cases = [FILTER_CASES[c] for c in ("match keyword", "match any keyword", "nested all kinds")]
+    queries = [
+        VectorQuery("audio", rng.standard_normal(DIM), flt, limit=5 + n, exact=True)
+        for n, (flt, _) in enumerate(cases)
+    ]
+    queries += [VectorQuery("text", points[9].vectors["text"], None, limit=3)]
+    batch = store.search_batch(queries, embedder_id=EMB.id)
+    assert len(batch) == len(queries)
+    for q, hits in zip(queries, batch, strict=True):
+        one = store.search(
+            q.vector_name, q.query, embedder_id=EMB.id, filter=q.filter, limit=q.limit, exact=True
+        )
+        assert [h.id for h in hits] == [h.id for h in one]
+        assert [h.payload for h in hits] == [h.payload for h in one]
+    for (_, keep), q, hits in zip(cases, queries, batch, strict=False):
+        want = brute_force(points, q.query, keep, q.limit)
+        assert [h.id for h in hits] == [i for i, _ in want]
+        np.testing.assert_allclose([h.score for h in hits], [s for _, s in want], atol=1e-5)
+    assert batch[-1][0].id == points[9].id
+    assert store.search_batch([], embedder_id=EMB.id) == []
+    with pytest.raises(EmbedderMismatch):
+        store.search_batch(queries, embedder_id=OTHER.id)
 
 
 @pytest.mark.parametrize("case", list(FILTER_CASES))

@@ -25,7 +25,7 @@ import numpy as np
 
 from audiorag.api.db import Database
 from audiorag.api.repos import catalogs as repo
-from index.store import Filter, Hit, Point, VectorStore
+from index.store import Filter, Hit, Point, VectorQuery, VectorStore
 from rag.search import catalog_scope, in_catalog_scope
 
 CATALOG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -155,6 +155,10 @@ class LockedStore:
                 limit=limit,
                 exact=exact,
             )
+
+    def search_batch(self, queries: Sequence[VectorQuery], *, embedder_id: str) -> list[list[Hit]]:
+        with self._lock:
+            return self.inner.search_batch(queries, embedder_id=embedder_id)
 
     def optimize(self) -> None:
         with self._lock:

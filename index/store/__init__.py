@@ -159,6 +159,18 @@ class Filter:
         return not (self.must or self.should or self.must_not)
 
 
+@dataclass(frozen=True)
+class VectorQuery:
+    """One nearest-neighbour search of a batch: ``limit`` points by cosine on ``vector_name``
+    under ``filter`` (see :meth:`VectorStore.search_batch`)."""
+
+    vector_name: str
+    query: np.ndarray
+    filter: Filter | None = None
+    limit: int = 10
+    exact: bool = False
+
+
 # Bumped when the way a store records itself (sidecar / collection metadata) changes.
 STORE_SCHEMA_VERSION = 1
 
@@ -235,6 +247,10 @@ class VectorStore(Protocol):
         exact: bool = False,
     ) -> list[Hit]:
         """Top ``limit`` points by cosine on ``vector_name``; refuses another embedder's query."""
+
+    def search_batch(self, queries: Sequence[VectorQuery], *, embedder_id: str) -> list[list[Hit]]:
+        """Several searches in one call (one planned batch where the backend has one): the
+        hits of each query, in the order given, each as :meth:`search` would return them."""
 
     def optimize(self) -> None:
         """Build or refresh the ANN index (no-op where the backend does it by itself)."""

@@ -40,6 +40,7 @@ from index.store import (
     Range,
     Retry,
     StoreUnavailable,
+    VectorQuery,
     check_embedder,
     check_points,
     check_query,
@@ -253,6 +254,35 @@ class ClientStore:
             with_payload=True,
         )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+
+    def search_batch(self, queries: Sequence[VectorQuery], *, embedder_id: str) -> list[list[Hit]]:
+        # query_batch_points: one round trip to a server for the whole batch.
+        requests = []
+        for q in queries:
+            vector = check_query(self.embedder, q.vector_name, q.query, embedder_id)
+            client_filter = to_client_filter(q.filter)
+            params = (
+                None
+                if self.is_local
+                else _search_params(filtered=bool(client_filter), exact=q.exact)
+            )
+            requests.append(
+                models.QueryRequest(
+                    query=vector,
+                    using=q.vector_name,
+                    filter=client_filter,
+                    params=params,
+                    limit=q.limit,
+                    with_payload=True,
+                )
+            )
+        if not requests:
+            return []
+        responses = self._call(self.client.query_batch_points, self.collection, requests=requests)
+        return [
+            [Hit(str(p.id), p.score, p.payload or {}) for p in response.points]
+            for response in responses
+        ]
 
     def optimize(self) -> None:
         """No-op: a server builds its indexes by itself, local mode has none."""

@@ -43,6 +43,7 @@ from index.store import (
     MatchAny,
     Point,
     Range,
+    VectorQuery,
     check_embedder,
     check_points,
     check_query,
@@ -177,6 +178,26 @@ class EdgeStore:
             with_payload=True,
         )
         return [Hit(str(p.id), p.score, p.payload or {}) for p in self.shard.query(request)]
+
+    def search_batch(self, queries: Sequence[VectorQuery], *, embedder_id: str) -> list[list[Hit]]:
+        # One QueryBatchRequest: Edge plans the batch as a whole (one pass over the segments).
+        requests = []
+        for q in queries:
+            vector = check_query(self.embedder, q.vector_name, q.query, embedder_id)
+            edge_filter = to_edge_filter(q.filter)
+            requests.append(
+                qe.QueryRequest(
+                    limit=q.limit,
+                    query=qe.Query.Nearest(vector, using=q.vector_name),
+                    filter=edge_filter,
+                    params=self._search_params(filtered=edge_filter is not None, exact=q.exact),
+                    with_payload=True,
+                )
+            )
+        if not requests:
+            return []
+        results = self.shard.query_batch(qe.QueryBatchRequest(requests))
+        return [[Hit(str(p.id), p.score, p.payload or {}) for p in points] for points in results]
 
     def _search_params(self, *, filtered: bool, exact: bool) -> qe.SearchParams:
         if exact:
