@@ -222,10 +222,7 @@ def build_payload(
 ) -> dict[str, Any]:
     """The point payload (:class:`index.payload.ItemPayload`) as the store keeps it."""
     entry_hash = entry_fingerprint(item.entry)
-    payload = build_item_payload(item, catalog, analysis, embedder_id, entry_hash).to_store()
-    # a hit (a 40 ms hi-hat) or a loop: searches and seeding treat them differently
-    payload["one_shot"] = bool(analysis.get("one_shot", False))
-    return payload
+    return build_item_payload(item, catalog, analysis, embedder_id, entry_hash).to_store()
 
 
 # --- the run ------------------------------------------------------------------------------------

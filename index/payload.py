@@ -48,6 +48,12 @@ class AudioAnalysisPayload(BaseModel):
     key_confidence: float
     loudness_lufs: float | None
     peak_dbfs: float
+    one_shot: bool = Field(False, description="Shorter than one bar at 240 BPM (a hit).")
+    channels: int = Field(1, description="Channel count of the file (any count is indexed).")
+    container: str = Field("", description='What the bytes are ("WAV", "FLAC", …), read from them.')
+    not_applicable: list[str] = Field(
+        default_factory=list, description='Estimates that do not apply (a hit has no "bpm").'
+    )
 
 
 class MidiAnalysisPayload(BaseModel):
@@ -66,6 +72,7 @@ class MidiAnalysisPayload(BaseModel):
     notes_per_second: float
     pitch_range: tuple[int, int] | None
     is_drum_only: bool
+    one_shot: bool = Field(False, description="Shorter than one bar at 240 BPM.")
 
 
 class ItemPayload(BaseModel):
@@ -100,6 +107,11 @@ class ItemPayload(BaseModel):
     embedder: str = Field(description="Id of the CLAP model that made the point's vectors.")
     entry_hash: str = Field(description="Hash of the manifest entry: a change refreshes this.")
     caption: str = Field(description="Manifest caption, else one composed from the fields.")
+    one_shot: bool = Field(
+        False,
+        description="A hit (under index.analysis.ONE_SHOT_MAX_SECONDS), not a loop: tempo and key "
+        "do not apply. Filter with SearchRequest.one_shot.",
+    )
 
     @classmethod
     def read(cls, payload: Mapping[str, Any]) -> ItemPayload:
@@ -107,8 +119,9 @@ class ItemPayload(BaseModel):
         return cls.model_validate(dict(payload))
 
     def to_store(self) -> dict[str, Any]:
-        """The dict the store keeps (extra keys last, as read)."""
-        return self.model_dump()
+        """The dict the store keeps (extra keys last, as read). Fields a stored payload lacks
+        (written before they existed) stay absent, so reading and writing back changes nothing."""
+        return self.model_dump(exclude_unset=True)
 
     @property
     def allowed_uses(self) -> list[str]:
@@ -126,9 +139,13 @@ def caption_from(fields: Mapping[str, Any]) -> str:
     >>> caption_from({"kind": "stem", "instrument": "bass", "genre": "house", "bpm": 124.0,
     ...               "key": "A minor", "tags": ["dark"]})
     'dark house bass loop at 124 BPM in A minor'
+    >>> caption_from({"kind": "stem", "instrument": "drums", "tags": ["hi-hat"], "one_shot": True})
+    'hi-hat drums one-shot'
     """
     words = [*fields.get("tags", [])[:2], fields.get("genre"), fields.get("instrument")]
     noun = "MIDI pattern" if fields["kind"] == "midi" else "loop"
+    if fields.get("one_shot"):
+        noun = "one-shot" if fields["kind"] == "stem" else "MIDI hit"
     text = " ".join(w for w in words if w) + f" {noun}"
     if fields.get("bpm"):
         text += f" at {fields['bpm']:.0f} BPM"
@@ -163,4 +180,7 @@ def build_payload(
         "embedder": embedder_id,
         "entry_hash": entry_hash,
     }
+    if "one_shot" in analysis:  # analyses before ANALYSIS_VERSION 3 had no such flag
+        fields["one_shot"] = analysis["one_shot"]
+    # keyword order is free: the model dumps in its declaration order (caption, then one_shot)
     return ItemPayload(**fields, caption=meta.caption or caption_from(fields))

@@ -8,6 +8,7 @@ calibration between cross-modal and same-modal cosines, whose scales differ a lo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 from audio.decode import Limits, decode_audio, file_sha256
 from audio.signal import resample
-from index.analysis import normalise_key, relative_key
+from index.analysis import ONE_SHOT_MAX_SECONDS, normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
@@ -39,6 +40,7 @@ class SearchRequest:
     half_double: bool = True  # also match half- and double-time
     key: str | None = None
     compatible_key: bool = False  # also match the relative major/minor
+    one_shot: bool | None = None  # True: hits only; False: loops only; None: both
     uses: tuple[str, ...] = ("search",)  # licence uses every hit must allow
     limit: int = 10
     include_reference: bool = False  # keep the reference clip itself when it is indexed
@@ -117,8 +119,24 @@ def build_filter(request: SearchRequest, exclude_sha256: str | None = None) -> F
             raise SearchError(str(err)) from err
         keys = (key, relative_key(key)) if request.compatible_key else (key,)
         must.append(MatchAny("key", keys) if len(keys) > 1 else Match("key", key))
+    if request.one_shot is not None:
+        must.append(one_shot_condition(request.one_shot))
     must_not = (Match("sha256", exclude_sha256),) if exclude_sha256 else ()
     return Filter(must=tuple(must), must_not=must_not)
+
+
+def one_shot_condition(one_shot: bool) -> Range:
+    """Hits (``payload.one_shot``) or loops only, as a range on the indexed ``duration_s``.
+
+    The flag is a function of the duration (``duration_s < ONE_SHOT_MAX_SECONDS``), and Qdrant
+    Edge cannot match booleans, so the filter is the same rule on the duration.
+
+    >>> one_shot_condition(False)
+    Range(key='duration_s', gte=1.0, lte=None)
+    """
+    if one_shot:
+        return Range("duration_s", lte=math.nextafter(ONE_SHOT_MAX_SECONDS, 0.0))
+    return Range("duration_s", gte=ONE_SHOT_MAX_SECONDS)
 
 
 def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -> list[SearchHit]:

@@ -116,3 +116,41 @@ def test_fuse_is_reciprocal_rank():
     assert [h.id for h in fused] == ["y", "x", "z"]
     assert fused[0].scores == {"a": 0.8, "b": 0.7}
     assert build_filter(SearchRequest()).must  # "search" use is always required
+
+
+def test_one_shot_and_loop_filters(tmp_path, demo_catalog, embedder):
+    """A 40 ms hit is indexed as a one-shot and found by --one-shot, never by --loop."""
+    import shutil
+
+    import numpy as np
+    import soundfile as sf
+
+    folder = tmp_path / "kit"
+    loop = sorted((demo_catalog / "stems").rglob("*.wav"))[0]
+    (folder / "loops").mkdir(parents=True)
+    shutil.copy(loop, folder / "loops" / loop.name)
+    (folder / "hits").mkdir()
+    rng = np.random.default_rng(0)
+    burst = rng.standard_normal(1764) * np.exp(-np.linspace(0, 8, 1764))  # 40 ms at 44.1 kHz
+    sf.write(folder / "hits" / "hat.wav", (0.5 * burst).astype(np.float32), 44100)
+    licence = {"id": "L1", "holder": "Kit Co", "allowed_uses": ["search"], "attribution": "Kit"}
+    lines = [
+        {"path": f"loops/{loop.name}", "licence": licence, "meta": {"instrument": "drums"}},
+        {"path": "hits/hat.wav", "licence": licence, "meta": {"instrument": "drums"}},
+    ]
+    (folder / "licences.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    store = open_store(embedder.embedder, path=tmp_path / "store")
+    try:
+        report = Indexer(store, embedder, workers=0).run(
+            folder, catalog="kit", manifest=load_manifest(folder / "licences.jsonl")
+        )
+        assert sorted(report.indexed) == ["hits/hat.wav", f"loops/{loop.name}"], report
+        hits = search(store, embedder, SearchRequest(text="hi-hat", one_shot=True))
+        assert [h.payload["path"] for h in hits] == ["hits/hat.wav"]
+        assert hits[0].payload["one_shot"] is True
+        assert hits[0].payload["caption"].endswith("one-shot")
+        loops = search(store, embedder, SearchRequest(text="hi-hat", one_shot=False))
+        assert [h.payload["path"] for h in loops] == [f"loops/{loop.name}"]
+        assert loops[0].payload["one_shot"] is False
+    finally:
+        store.close()

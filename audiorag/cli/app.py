@@ -182,6 +182,10 @@ def search_command(
     half_double: Annotated[bool, typer.Option(help="Also match half/double time.")] = True,
     key: Annotated[str | None, typer.Option(help='e.g. "A minor", "F#m"')] = None,
     compatible_key: Annotated[bool, typer.Option(help="Also match the relative key.")] = False,
+    one_shot: Annotated[
+        bool | None,
+        typer.Option("--one-shot/--loop", help="Only hits (one-shots) or only loops."),
+    ] = None,
     use: Annotated[
         list[str] | None, typer.Option(help="Licence use required (repeatable).")
     ] = None,
@@ -203,6 +207,7 @@ def search_command(
         half_double=half_double,
         key=key,
         compatible_key=compatible_key,
+        one_shot=one_shot,
         uses=tuple(dict.fromkeys(["search", *(use or [])])),
         limit=k,
     )
