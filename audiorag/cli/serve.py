@@ -21,6 +21,11 @@ grants_app = typer.Typer(
     help="Give tenants read access to catalogs indexed with `audiorag index`.",
 )
 
+# Idle keep-alive connections stay open this long (uvicorn's default is 5 s). A client that
+# reuses a connection the server has just closed sees a TCP reset; clients and proxies keep
+# theirs for 60 s or more, so the server outlives them and closes first only when truly idle.
+KEEP_ALIVE_S = 75
+
 
 def _db(settings: Settings):
     from audiorag.api.db import Database, db_path
@@ -79,13 +84,18 @@ def serve_command(
         from audiorag.api.server import DrainingServer
 
         app = create_app(settings, recover_jobs=False)
-        config = uvicorn.Config(app, host=host, port=port)
+        config = uvicorn.Config(app, host=host, port=port, timeout_keep_alive=KEEP_ALIVE_S)
         DrainingServer(config, app.state.service.jobs, drain_seconds).run()
     else:
         # Each worker process drains in its lifespan shutdown: running jobs stop at their next
         # step and, like queued ones, stay queued in the database for the next start.
         uvicorn.run(
-            "audiorag.api.app:app_from_env", factory=True, host=host, port=port, workers=workers
+            "audiorag.api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
 
 
