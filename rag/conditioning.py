@@ -4,9 +4,10 @@ Pure functions over arrays and payloads; the orchestration decides which items t
 
 - **Weights**: each seed's share of the fused retrieval score.
 - **Targets**: tempo and key of the take — the request's, else the seeds' weighted consensus.
-- **Enriched prompt**: the user's prompt plus the seeds' consensus attributes (instrument
-  families, styles, moods, tempo, key), de-duplicated, heaviest first, cut to the text
-  encoder's token budget.
+- **Enriched prompt**: the user's prompt plus what the seeds agree on (their instrument
+  families, a style or mood most of them carry, tempo, key) and nothing that contradicts the
+  prompt (no genre it does not imply, no mood opposed to one it says), de-duplicated, heaviest
+  first, cut to the text encoder's token budget.
 - **Init audio**: each seed aligned to the target tempo (time-stretch; MIDI re-rendered at the
   target tempo) and key (pitch-shift; MIDI transposed), cut to whole bars and looped to the
   take's length, loudness-matched, and layered by role — the best seed of each instrument
@@ -15,6 +16,7 @@ Pure functions over arrays and payloads; the orchestration decides which items t
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -30,6 +32,7 @@ from audio.decode import decode_audio
 from audio.signal import match_channels, resample
 from index.analysis import PITCH_CLASSES, loudness_lufs, normalise_key, relative_key
 from index.render import render_midi
+from rag.roles import STYLE_WORDS, roles_in, styles_in
 
 LAYER_LUFS = -20.0  # every layer is brought to this loudness before weighting
 MIX_LUFS = -16.0  # the init mix's loudness
@@ -160,6 +163,99 @@ def semitones_between(source: str, target: str) -> int:
 # -- prompt ----------------------------------------------------------------------------------
 
 
+# Moods and the words a prompt may say them with; a seed's mood tag opposed to one the prompt
+# says (or to the mode it asks for) is never added to the prompt.
+MOOD_WORDS: dict[str, tuple[str, ...]] = {
+    "dark": ("dark", "moody", "shadowy", "sinister", "gloomy", "brooding", "ominous"),
+    "bright": ("bright", "sunny", "shimmering", "happy", "cheerful"),
+    "uplifting": ("uplifting", "euphoric", "hopeful", "anthemic"),
+    "melancholic": ("melancholic", "sad", "wistful", "melancholy", "mournful"),
+    "aggressive": ("aggressive", "hard", "hardhitting", "angry", "heavy"),
+    "chill": ("chill", "laidback", "relaxed", "calm", "mellow", "chilled"),
+    "dreamy": ("dreamy", "floating", "hazy", "ethereal"),
+    "energetic": ("energetic", "highenergy", "lively"),
+    "groovy": ("groovy", "bouncy", "grooving", "funky"),
+    "tense": ("tense", "suspenseful", "menacing"),
+    "warm": ("warm", "cosy", "cozy"),
+    "gritty": ("gritty", "dirty", "raw", "distorted"),
+    "hypnotic": ("hypnotic", "repetitive"),
+    "driving": ("driving", "propulsive", "relentless"),
+    "nostalgic": ("nostalgic", "vintage", "retro"),
+    "playful": ("playful", "cheeky", "fun", "quirky"),
+}  # fmt: skip
+OPPOSED_MOODS: dict[str, frozenset[str]] = {
+    "dark": frozenset({"bright", "uplifting", "playful", "dreamy", "warm", "chill"}),
+    "bright": frozenset({"dark", "melancholic", "tense", "gritty"}),
+    "uplifting": frozenset({"dark", "melancholic", "tense"}),
+    "melancholic": frozenset({"bright", "uplifting", "playful", "energetic"}),
+    "aggressive": frozenset({"chill", "dreamy", "warm", "playful"}),
+    "chill": frozenset({"aggressive", "energetic", "driving", "tense", "dark"}),
+    "dreamy": frozenset({"aggressive", "gritty", "driving", "dark"}),
+    "energetic": frozenset({"chill", "melancholic", "dreamy"}),
+    "tense": frozenset({"chill", "playful", "uplifting", "bright", "warm"}),
+    "warm": frozenset({"aggressive", "dark", "gritty", "tense"}),
+    "gritty": frozenset({"dreamy", "bright", "warm"}),
+    "driving": frozenset({"chill", "dreamy"}),
+    "playful": frozenset({"dark", "tense", "aggressive", "melancholic"}),
+}
+MODE_OPPOSED_MOODS: dict[str, frozenset[str]] = {
+    "minor": frozenset({"bright", "uplifting", "playful"}),
+    "major": frozenset({"dark", "melancholic", "tense"}),
+}
+
+
+def prompt_moods(prompt: str) -> set[str]:
+    """The moods a prompt says, in any of their words.
+
+    >>> sorted(prompt_moods("a moody, laid-back groove"))
+    ['chill', 'dark']
+    """
+    tokens = _words(prompt)
+    joined = {"".join(pair) for pair in itertools.pairwise(tokens)}
+    said = set(tokens) | joined  # "laid-back" → "laidback", "high energy" → "highenergy"
+    return {mood for mood, spellings in MOOD_WORDS.items() if said & set(spellings)}
+
+
+def prompt_mode(prompt: str) -> str | None:
+    """ "minor" or "major" when the prompt asks for one (and not both)."""
+    modes = {"minor", "major"} & set(_words(prompt))
+    return modes.pop() if len(modes) == 1 else None
+
+
+def contradiction(phrase: str, prompt: str) -> str | None:
+    """Why adding ``phrase`` would contradict ``prompt``, or None when it would not.
+
+    A genre the prompt does not imply, a mood opposed to one it says (or to the mode it asks
+    for), a key in the other mode, an instrument it excludes ("no drums").
+
+    >>> contradiction("dreamy", "dark minor bass groove with tight drums")
+    'dreamy is opposed to dark'
+    >>> contradiction("drum-and-bass", "dark minor bass groove with tight drums")
+    'genre drum-and-bass is not implied by the prompt'
+    >>> contradiction("A minor", "dark minor bass groove"), contradiction("gritty", "dark bass")
+    (None, None)
+    """
+    if phrase in STYLE_WORDS:
+        return (
+            None if phrase in styles_in(prompt) else f"genre {phrase} is not implied by the prompt"
+        )
+    said = prompt_moods(prompt)
+    mode = prompt_mode(prompt)
+    if phrase in MOOD_WORDS:
+        opposed = sorted(m for m in said if phrase in OPPOSED_MOODS.get(m, ()))
+        if opposed:
+            return f"{phrase} is opposed to {', '.join(opposed)}"
+        if mode and phrase in MODE_OPPOSED_MOODS[mode] and phrase not in said:
+            return f"{phrase} is opposed to {mode}"
+        return None
+    parts = phrase.split()
+    if mode and len(parts) == 2 and parts[1] in ("minor", "major") and parts[1] != mode:
+        return f"key {phrase} is not {mode}"
+    if phrase in roles_in(prompt)[1]:
+        return f"the prompt excludes {phrase}"
+    return None
+
+
 def enrich_prompt(
     prompt: str,
     seeds: Sequence[Seed],
@@ -169,21 +265,34 @@ def enrich_prompt(
     count_tokens: Callable[[str], int],
     max_tokens: int,
 ) -> tuple[str, list[str]]:
-    """The prompt plus the seeds' consensus attributes that fit the token budget.
+    """The prompt plus what the seeds agree on, never what contradicts it, in the token budget.
 
-    Returns the enriched prompt and the phrases added. A phrase whose words all appear in
-    the prompt (or an earlier phrase) is skipped; phrases are added heaviest first and the
-    lightest dropped until the text fits ``max_tokens``.
+    Candidates: each seed's instrument family (it is what the init audio holds), a genre or
+    mood tag carried by more than half of the seeds, then the tempo and key. A phrase that
+    :func:`contradiction` refuses is left out (no genre the prompt does not imply, no "dreamy"
+    for "dark"), as is one whose words the prompt (or an earlier phrase) already has. Phrases
+    go heaviest first and the lightest are dropped until the text fits ``max_tokens``.
+
+    >>> seeds = [Seed("d", {"instrument": "drums", "genre": "drum-and-bass",
+    ...                     "tags": ["dark", "dreamy"]}, 1.0, weight=0.5),
+    ...          Seed("b", {"instrument": "bass", "genre": "drum-and-bass", "tags": ["dark"]},
+    ...               1.0, weight=0.5)]
+    >>> enrich_prompt("dark minor bass groove with tight drums", seeds, bpm=172.0,
+    ...               key="A minor", count_tokens=lambda t: len(t.split()), max_tokens=77)[1]
+    ['172 BPM', 'A minor']
     """
     votes: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
     for seed in seeds:
         payload = seed.payload
-        for phrase in (payload.get("genre"), payload.get("instrument")):
-            if phrase:
-                votes[str(phrase)] += seed.weight
-        for tag in payload.get("tags") or ():
-            votes[str(tag)] += seed.weight * 0.5
-    ranked = sorted(votes, key=lambda p: (-votes[p], p))
+        if payload.get("instrument"):
+            votes[str(payload["instrument"])] += 1.0 + seed.weight  # every part is named
+            counts[str(payload["instrument"])] = len(seeds)
+        for tag in {payload.get("genre"), *(payload.get("tags") or ())} - {None, ""}:
+            votes[str(tag)] += seed.weight
+            counts[str(tag)] += 1
+    agreed = [p for p in votes if counts[p] * 2 > len(seeds)]
+    ranked = sorted(agreed, key=lambda p: (-votes[p], p))
     if bpm:
         ranked.append(f"{bpm:.0f} BPM")
     if key:
@@ -192,9 +301,10 @@ def enrich_prompt(
     added: list[str] = []
     for phrase in ranked:
         phrase_words = _words(phrase)
-        if phrase_words and not set(phrase_words) <= seen:
-            added.append(phrase)
-            seen.update(phrase_words)
+        if not phrase_words or set(phrase_words) <= seen or contradiction(phrase, prompt):
+            continue
+        added.append(phrase)
+        seen.update(phrase_words)
     while added and count_tokens(_join(prompt, added)) > max_tokens:
         added.pop(_lightest(added, votes))
     return _join(prompt, added), added
