@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class MissingModel(FileNotFoundError):
-    """No model configured and the bundled one is missing: a broken install."""
+    """A configured model folder that does not exist, or no model configured and the bundled
+    one missing (a broken install)."""
 
 
 def missing_model(what: str, folder: Path, setting: str) -> MissingModel:
@@ -34,11 +35,28 @@ def missing_model(what: str, folder: Path, setting: str) -> MissingModel:
     )
 
 
+def configured_model(value: str, setting: str) -> str:
+    """A model setting as given, refused when it names a folder that does not exist.
+
+    A hub id is ``name`` or ``namespace/name``; anything else (``/models/x``, ``./x``,
+    ``a/b/c``) is a folder, and a missing one would otherwise surface as the hub client's
+    complaint about repo ids.
+
+    >>> configured_model("stabilityai/stable-audio-open-1.0", "AUDIORAG_GENERATOR_MODEL")
+    'stabilityai/stable-audio-open-1.0'
+    """
+    folder = Path(value).expanduser()
+    is_path = value.startswith(("/", ".", "~")) or value.count("/") > 1
+    if is_path and not folder.is_dir():
+        raise MissingModel(f"{setting}={value}: no such folder (and not a hub id)")
+    return str(folder) if is_path else value
+
+
 def clap_source(settings: Settings) -> str | Path:
     """Where the CLAP model comes from: a hub id or folder in settings, else the bundled demo
     model (loaded like any other folder), which ships inside the package."""
     if settings.clap_model:
-        return settings.clap_model
+        return configured_model(settings.clap_model, "AUDIORAG_CLAP_MODEL")
     if not (BUNDLED_CLAP / "config.json").is_file():
         raise missing_model("CLAP model", BUNDLED_CLAP, "AUDIORAG_CLAP_MODEL")
     return BUNDLED_CLAP
@@ -77,7 +95,7 @@ def generator_source(settings: Settings) -> str | Path:
     """Where the generator comes from: a hub id or folder in settings, else the bundled demo
     model, which ships inside the package."""
     if settings.generator_model:
-        return settings.generator_model
+        return configured_model(settings.generator_model, "AUDIORAG_GENERATOR_MODEL")
     if not (BUNDLED_GENERATOR / "model_index.json").is_file():
         raise missing_model("generator", BUNDLED_GENERATOR, "AUDIORAG_GENERATOR_MODEL")
     return BUNDLED_GENERATOR

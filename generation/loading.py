@@ -28,7 +28,8 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
     folder = Path(name_or_path)
     if folder.is_dir():
         return folder, folder.name
-    if folder.suffix or str(name_or_path).startswith((".", "/")):
+    # A hub id is "name" or "namespace/name" (dots allowed: "stable-audio-open-1.0").
+    if str(name_or_path).startswith((".", "/", "~")) or str(name_or_path).count("/") > 1:
         raise RenderInputError(f"generator folder {name_or_path} does not exist")
     from huggingface_hub import hf_hub_download, snapshot_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError

@@ -124,3 +124,18 @@ def test_generate_writes_a_take_and_reports_bad_input(cli_env, tiny_generator_fo
     assert result.exit_code == 2 and "Daft Punk" in result.output
     result = runner.invoke(app, [*args, "--strength", "2"])
     assert result.exit_code == 2 and "strength" in result.output
+
+
+def test_a_configured_model_folder_that_does_not_exist_is_one_line_and_exit_2(
+    cli_env, monkeypatch, capsys
+):
+    from audiorag.cli.app import main
+
+    monkeypatch.setenv("AUDIORAG_CLAP_MODEL", str(cli_env / "no-such-clap"))
+    monkeypatch.setattr("sys.argv", ["audiorag", "search", "drums"])
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "AUDIORAG_CLAP_MODEL" in err and "no such folder" in err and "Traceback" not in err

@@ -88,3 +88,20 @@ def test_half_precision_on_a_cpu_loads_in_float32_with_a_warning(tiny_generator_
         generator = load_generator(tiny_generator_folder, device="cpu", dtype="float16")
     assert "float32 instead" in caplog.text
     assert next(generator.pipe.transformer.parameters()).dtype == torch.float32
+
+
+def test_a_dotted_hub_id_is_looked_up_in_the_cache_not_refused_as_a_folder(tmp_path, monkeypatch):
+    """ "stable-audio-open-1.0" has a suffix (".0") but is a hub id, not a missing folder."""
+    import huggingface_hub.constants as hub_constants
+    import pytest
+
+    from generation.interface import RenderInputError
+    from generation.loading import resolve_folder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub_constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(RenderInputError, match="local Hugging Face cache"):
+        resolve_folder("stabilityai/stable-audio-open-1.0")
+    with pytest.raises(RenderInputError, match="does not exist"):
+        resolve_folder("/no/such/model")

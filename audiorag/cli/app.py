@@ -333,5 +333,17 @@ def render_demo_takes(settings: Settings, store, embedder) -> None:
         print_take(take)
 
 
+def main() -> None:
+    """The ``audiorag`` console script: :data:`app`, with a broken install (a bundled model
+    missing from the package) said in one line instead of a traceback."""
+    from audiorag.components import MissingModel
+
+    try:
+        app()
+    except MissingModel as err:
+        console.print(f"[red]{err}")
+        sys.exit(2)
+
+
 if __name__ == "__main__":
-    app()
+    main()
