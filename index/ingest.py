@@ -38,6 +38,7 @@ from index.prepare import (
     WorkItem,
     init_worker,
     prepare_or_problem,
+    timed,
 )
 from index.store import Filter, Match, Point, VectorStore, point_id
 
@@ -75,6 +76,8 @@ class IngestReport:
     manifest_errors: list[str] = field(default_factory=list)
     accuracy: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    # Time per stage (index.prepare.STAGES), summed over items and processes: where it goes.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -98,7 +101,12 @@ class IngestReport:
             "notes": [asdict(p) for p in self.notes],
             "manifest_errors": self.manifest_errors,
             "accuracy": self.accuracy,
+            "stage_seconds": {k: round(v, 3) for k, v in self.stage_seconds.items()},
         }
+
+    def add_stage_seconds(self, seconds: dict[str, float]) -> None:
+        for stage, spent in seconds.items():
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + spent
 
 
 # --- scanning -----------------------------------------------------------------------------------
@@ -223,6 +231,38 @@ def build_payload(
     """The point payload (:class:`index.payload.ItemPayload`) as the store keeps it."""
     entry_hash = entry_fingerprint(item.entry)
     return build_item_payload(item, catalog, analysis, embedder_id, entry_hash).to_store()
+
+
+def embed_batch(
+    embedder: ClapEmbedder, batch: list[Prepared], catalog: str
+) -> tuple[list[Point], list[Problem]]:
+    """Prepared items → points (payload + CLAP audio and caption vectors), and a Problem for
+    each item whose embedding failed. The one embedding step of every indexer (local and Ray).
+
+    One bad clip must not sink its batch: when the batch fails, it is retried item by item.
+    """
+    payloads = [build_payload(p.item, catalog, p.analysis, embedder.embedder.id) for p in batch]
+    try:
+        audio = embedder.embed_audio([p.clip for p in batch])
+        text = embedder.embed_text([pl["caption"] for pl in payloads])
+    except Exception as err:
+        if len(batch) == 1:
+            problem = Problem(
+                batch[0].item.relative, f"embedding error: {err}", ProblemReason.EMBEDDING_ERROR
+            )
+            return [], [problem]
+        points: list[Point] = []
+        failed: list[Problem] = []
+        for single in batch:
+            ok, bad = embed_batch(embedder, [single], catalog)
+            points += ok
+            failed += bad
+        return points, failed
+    points = [
+        Point(point_id(catalog, p.item.sha256), pl, {"audio": a, "text": t})
+        for p, pl, a, t in zip(batch, payloads, audio, text, strict=True)
+    ]
+    return points, []
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -367,6 +407,7 @@ class Indexer:
                 self.progress.advance(result.path)
                 continue
             report.notes += result.notes
+            report.add_stage_seconds(result.seconds)
             ready.append(result)
             if len(ready) >= self.batch_size:
                 self._embed_and_upsert(ready, catalog, report)
@@ -459,42 +500,23 @@ class Indexer:
                 pool.shutdown(wait=True)
 
     def _embed_and_upsert(self, batch: list[Prepared], catalog: str, report: IngestReport) -> None:
-        embedded = self._embed(batch, catalog, report)
-        if embedded:
-            self.store.upsert(embedded)
-        for point in embedded:
+        with timed(report.stage_seconds, "embed"):
+            points, failed = embed_batch(self.embedder, batch, catalog)
+        self._store_batch(points, failed, report)
+
+    def _store_batch(
+        self, points: list[Point], failed: list[Problem], report: IngestReport
+    ) -> None:
+        """Upsert one embedded batch (one call) and report its items."""
+        for problem in failed:
+            report.failed.append(problem)
+            self.progress.advance(problem.path)
+        if points:
+            with timed(report.stage_seconds, "upsert"):
+                self.store.upsert(points)
+        for point in points:
             report.indexed.append(point.payload["path"])
             self.progress.advance(point.payload["path"])
-
-    def _embed(self, batch: list[Prepared], catalog: str, report: IngestReport) -> list[Point]:
-        payloads = [
-            build_payload(p.item, catalog, p.analysis, self.embedder.embedder.id) for p in batch
-        ]
-        try:
-            audio = self.embedder.embed_audio([p.clip for p in batch])
-            text = self.embedder.embed_text([pl["caption"] for pl in payloads])
-        except Exception:
-            if len(batch) == 1:
-                raise
-            # One bad clip must not sink its batch: retry one by one to isolate it.
-            points: list[Point] = []
-            for single in batch:
-                try:
-                    points += self._embed([single], catalog, report)
-                except Exception as err:
-                    report.failed.append(
-                        Problem(
-                            single.item.relative,
-                            f"embedding error: {err}",
-                            ProblemReason.EMBEDDING_ERROR,
-                        )
-                    )
-                    self.progress.advance(single.item.relative)
-            return points
-        return [
-            Point(point_id(catalog, p.item.sha256), pl, {"audio": a, "text": t})
-            for p, pl, a, t in zip(batch, payloads, audio, text, strict=True)
-        ]
 
     def _remove_stale(
         self,

@@ -6,6 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -85,6 +88,22 @@ class Prepared:
     clip: np.ndarray  # mono float32 at the embedder's rate
     analysis: dict[str, Any]
     notes: list[Problem] = field(default_factory=list)  # indexed, but worth a line in the report
+    seconds: dict[str, float] = field(default_factory=dict)  # time per stage (see STAGES)
+
+
+# The stages of an item's work, in order; ``Prepared.seconds`` and the report's ``stage_seconds``
+# use these names (decode/analysis/render here, embed/upsert where the batch is embedded).
+STAGES = ("decode", "analysis", "render", "embed", "upsert")
+
+
+@contextmanager
+def timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    """Add the time spent inside to ``seconds[stage]``."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
 
 
 # What each extension should hold (libsndfile's format names); anything else is noted.
@@ -96,10 +115,14 @@ def prepare(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
     Raises UnusableFile/ValueError with the reason."""
     if item.kind == "midi":
         return _prepare_midi(item, limits, clip_sr)
-    audio = decode_audio(item.absolute, limits)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "decode"):
+        audio = decode_audio(item.absolute, limits)
     tonal = False if item.entry.meta.instrument == "drums" else None
-    analysis = analyse_audio(audio, tonal=tonal).to_payload()
-    clip = resample(audio.mono(), audio.sr, clip_sr)  # any channel count: the mean of them all
+    with timed(seconds, "analysis"):
+        analysis = analyse_audio(audio, tonal=tonal).to_payload()
+    with timed(seconds, "decode"):  # resampling for CLAP counts as decoding
+        clip = resample(audio.mono(), audio.sr, clip_sr)  # any channel count: their mean
     if analysis["one_shot"]:
         clip = np.pad(clip, (0, max(0, round(ONE_SHOT_PAD_SECONDS * clip_sr) - clip.size)))
     notes = []
@@ -107,23 +130,27 @@ def prepare(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
     if expected and audio.container != expected:
         message = f"named {item.absolute.suffix} but holds {audio.container}: decoded as such"
         notes.append(Problem(item.relative, message, ProblemReason.CONTAINER_MISMATCH))
-    return Prepared(item, clip, analysis, notes)
+    return Prepared(item, clip, analysis, notes, seconds)
 
 
 def _prepare_midi(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
     from index.render import render_midi  # the SoundFont synth is only needed for MIDI
 
-    check_size(item.absolute, limits)
-    midi = parse_midi(item.absolute.read_bytes())
-    analysis = analyse_midi(midi)
+    seconds: dict[str, float] = {}
+    with timed(seconds, "decode"):
+        check_size(item.absolute, limits)
+        midi = parse_midi(item.absolute.read_bytes())
+    with timed(seconds, "analysis"):
+        analysis = analyse_midi(midi)
     if analysis.duration_s > limits.max_seconds:
         raise UnusableFile(
             f"too long: {analysis.duration_s:.0f} s > {limits.max_seconds:.0f} s", "too_long"
         )
-    stereo = render_midi(midi, sr=clip_sr)
+    with timed(seconds, "render"):
+        stereo = render_midi(midi, sr=clip_sr)
     payload = analysis.to_payload()
     payload["one_shot"] = analysis.duration_s < ONE_SHOT_MAX_SECONDS
-    return Prepared(item, stereo.mean(axis=0).astype(np.float32), payload)
+    return Prepared(item, stereo.mean(axis=0).astype(np.float32), payload, seconds=seconds)
 
 
 def prepare_or_problem(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared | Problem:
@@ -148,15 +175,21 @@ def prepare_or_problem(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared
         )
 
 
+_in_worker = False  # set by init_worker: this process is an analysis worker (pool or Ray)
+
+
 def init_worker() -> None:
     """Start-up of an analysis worker process: compile librosa's numba kernels under a lock
     (see :func:`index.analysis.warm_up`) before any real work."""
     from index.analysis import warm_up
 
+    global _in_worker
+    _in_worker = True
     warm_up()
 
 
 def _crash_hook(item: WorkItem) -> None:
     needle = os.environ.get(CRASH_HOOK_ENV)
-    if needle and needle in item.relative and multiprocessing.parent_process() is not None:
+    in_worker = _in_worker or multiprocessing.parent_process() is not None
+    if needle and needle in item.relative and in_worker:
         os.kill(os.getpid(), signal.SIGSEGV)
