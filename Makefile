@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: demo test env lint bench clean chromium
+.PHONY: demo test env lint bench clean chromium postgresql
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ demo: $(STAMP)
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; } || echo "chromium not installed: tests/test_web_e2e.py will be skipped"
 
-test: $(STAMP) chromium
+# The shared-state tests start Debian's real PostgreSQL server on a temp folder (tests/postgres.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; } || echo "postgresql not installed: the PostgreSQL tests will be skipped"
+
+test: $(STAMP) chromium postgresql
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)

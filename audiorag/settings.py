@@ -94,12 +94,35 @@ class Settings(BaseSettings):
         "since the embedded engine belongs to one process.",
     )
     api_queue_size: int = Field(
-        8, ge=1, description="Generation jobs waiting per process before new ones get 429."
+        8,
+        ge=1,
+        description="Generation jobs waiting (in the shared jobs table: every process's) before "
+        "new ones get 429.",
     )
     api_generation_workers: int = Field(
         1, ge=1, description="Generation threads per process (one per device)."
     )
     api_max_search_results: int = Field(100, ge=1)
+    # --- past one machine ---
+    database_url: str | None = Field(
+        None,
+        description="Metadata database (jobs, sessions, keys, grants, provenance) shared by API "
+        "replicas, e.g. postgresql://user:pass@db/audiorag; unset → SQLite files in data_dir.",
+    )
+    storage_url: str | None = Field(
+        None,
+        description="fsspec URL takes are published to once complete (e.g. s3://bucket/takes, "
+        "file:///mnt/shared/takes); unset → takes stay in data_dir/takes only.",
+    )
+    job_heartbeat_s: float = Field(
+        5.0, gt=0, description="How often a process stamps the jobs it is rendering."
+    )
+    job_stale_s: float = Field(
+        30.0,
+        gt=0,
+        description="A running job whose heartbeat is older than this lost its process: it is "
+        "queued again once, then failed.",
+    )
     upload_max_file_bytes: int = Field(
         100 * 2**20, ge=1, description="Largest single uploaded file (stem, MIDI, reference)."
     )

@@ -56,3 +56,15 @@ def bench():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (Debian's, tests/postgres.py) for the session; skipped with the
+    reason where it is not installed (``make test`` installs it)."""
+    from tests.postgres import running_postgres, server_bin
+
+    if server_bin() is None:
+        pytest.skip("PostgreSQL is not installed (make postgresql, or apt-get install postgresql)")
+    with running_postgres() as url:
+        yield url

@@ -1,8 +1,16 @@
-"""The service's own metadata in SQLite under the data dir: API keys, the catalog registry,
-sessions, pins and jobs (whose finished ones are a session's takes).
+"""The service's own metadata: API keys, the catalog registry, sessions, pins and jobs (whose
+finished ones are a session's takes).
 
-One connection per process, shared by the request threads and the generation workers behind a
-lock: every statement is short, and WAL mode lets several API processes share the file.
+One schema, defined once with SQLAlchemy Core, for two engines:
+
+* SQLite under the data dir (``service.sqlite3``), the embedded default: one process or a few
+  on one machine (WAL mode lets them share the file);
+* PostgreSQL when ``AUDIORAG_DATABASE_URL`` is set: any number of API replicas on any number of
+  machines share it (stateless replicas).
+
+The schema's history is alembic's (``audiorag/api/migrations``): opening a database upgrades it
+to the newest revision. A ``service.sqlite3`` made before the migrations existed is adopted —
+stamped as the first revision, then upgraded — never recreated.
 """
 
 from __future__ import annotations
@@ -12,70 +20,136 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS api_keys (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL DEFAULT '',
-    hash TEXT NOT NULL,          -- sha256 of the whole key; the key itself is never stored
-    created REAL NOT NULL,
-    revoked REAL
-);
-CREATE TABLE IF NOT EXISTS catalogs (
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,          -- what the tenant calls it
-    store_name TEXT NOT NULL,    -- the payload `catalog` value in the vector store
-    root TEXT,                   -- folder the payload paths are relative to
-    writable INTEGER NOT NULL DEFAULT 1,
-    created REAL NOT NULL,
-    PRIMARY KEY (tenant, name)
-);
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    name TEXT NOT NULL,
-    catalogs TEXT NOT NULL,      -- JSON list of the tenant's catalog names
-    defaults TEXT NOT NULL,      -- JSON generation settings
-    created REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS pins (
-    session_id TEXT NOT NULL,
-    item_id TEXT NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (session_id, item_id)
-);
-CREATE TABLE IF NOT EXISTS jobs (
-    id TEXT PRIMARY KEY,
-    tenant TEXT NOT NULL,
-    session_id TEXT,
-    parent_take TEXT,
-    status TEXT NOT NULL,        -- queued | running | succeeded | failed | cancelled
-    done INTEGER NOT NULL DEFAULT 0,
-    total INTEGER NOT NULL DEFAULT 0,
-    spec TEXT NOT NULL,          -- JSON: everything needed to run it again
-    take_id TEXT,
-    folder TEXT,
-    audio TEXT,                  -- JSON format -> path
-    manifest TEXT,               -- JSON
-    error TEXT,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL,
-    started REAL,
-    finished REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_session ON jobs (session_id, created);
-CREATE INDEX IF NOT EXISTS jobs_by_take ON jobs (take_id);
-"""
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+
+class JsonText(sa.TypeDecorator):
+    """JSON kept as TEXT (what the SQLite schema always held): encoded on the way in, decoded on
+    the way out, on both engines."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        return None if value is None else json.dumps(value, default=str)
+
+    def process_result_value(self, value: str | None, dialect: sa.Dialect) -> Any:
+        return None if value is None else json.loads(value)
+
+
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False, server_default=""),
+    sa.Column("hash", sa.Text, nullable=False),  # sha256 of the whole key; never the key
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("revoked", sa.Float),
+)
+
+catalogs = sa.Table(
+    "catalogs",
+    metadata,
+    sa.Column("tenant", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, primary_key=True),  # what the tenant calls it
+    sa.Column("store_name", sa.Text, nullable=False),  # the payload `catalog` value in the store
+    sa.Column("root", sa.Text),  # folder the payload paths are relative to
+    sa.Column("writable", sa.Integer, nullable=False, server_default="1"),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("catalogs", JsonText, nullable=False),  # list of the tenant's catalog names
+    sa.Column("defaults", JsonText, nullable=False),  # generation settings
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+pins = sa.Table(
+    "pins",
+    metadata,
+    sa.Column("session_id", sa.Text, primary_key=True),
+    sa.Column("item_id", sa.Text, primary_key=True),
+    sa.Column("created", sa.Float, nullable=False),
+)
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("tenant", sa.Text, nullable=False),
+    sa.Column("session_id", sa.Text),
+    sa.Column("parent_take", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),  # queued | running | succeeded | failed | …
+    sa.Column("done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("spec", JsonText, nullable=False),  # everything needed to run it again
+    sa.Column("take_id", sa.Text),
+    sa.Column("folder", sa.Text),
+    sa.Column("audio", JsonText),  # format -> path
+    sa.Column("manifest", JsonText),
+    sa.Column("error", sa.Text),
+    sa.Column("cancel_requested", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    # Revision 0002 (jobs across processes): who runs it, when it last said so, how many tries.
+    sa.Column("worker", sa.Text),
+    sa.Column("heartbeat", sa.Float),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("jobs_by_session", "session_id", "created"),
+    sa.Index("jobs_by_take", "take_id"),
+    sa.Index("jobs_by_status", "status", "created"),
+)
 
 JSON_COLUMNS = {"catalogs", "defaults", "spec", "audio", "manifest"}
+SQLITE_FILE = "service.sqlite3"
 
 
 def db_path(data_dir: Path) -> Path:
-    return data_dir / "service.sqlite3"
+    return data_dir / SQLITE_FILE
+
+
+def database_url(data_dir: Path, url: str | None) -> str:
+    """The URL a deployment's metadata lives at: ``url`` (``AUDIORAG_DATABASE_URL``) when set,
+    else the SQLite file under ``data_dir``."""
+    return engine_url(url) if url else f"sqlite:///{db_path(data_dir)}"
+
+
+def engine_url(url: str) -> str:
+    """``postgresql://…`` (what people write) → the psycopg 3 driver SQLAlchemy should use."""
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def open_engine(url: str) -> Engine:
+    """An engine for ``url``: SQLite files get WAL mode, foreign keys and a 30 s busy wait;
+    PostgreSQL connections are checked before use (a restarted server is reconnected to)."""
+    url = engine_url(url)
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn: sqlite3.Connection, _record: Any) -> None:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=20)
 
 
 class CorruptDatabase(RuntimeError):
@@ -108,55 +182,95 @@ def check_sqlite(path: Path, holds: str) -> None:
         )
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL (None for other engines or in-memory)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return None if parsed.database == ":memory:" else Path(parsed.database)
+
+
 class Database:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        check_sqlite(path, "the API keys, catalog grants, sessions and generation jobs")
-        self.path = path
-        self._lock = threading.RLock()
-        self._conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self._conn.row_factory = sqlite3.Row
-        with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.executescript(SCHEMA)
-            self._conn.commit()
+    """The metadata database at a path (SQLite) or URL (SQLite or PostgreSQL), migrated to the
+    newest schema on open.
+
+    Repositories (``api.repos``) pass SQLAlchemy statements; ``one``/``all``/``run`` also take
+    plain SQL with ``?`` placeholders (operators' and tests' ad-hoc queries). SQLite statements
+    are serialised by a process lock (its writers queue anyway, and a read that turns into a
+    write mid-transaction would otherwise fail at once with "database is locked").
+    """
+
+    def __init__(self, where: Path | str) -> None:
+        url = f"sqlite:///{where}" if isinstance(where, Path) else engine_url(where)
+        file = sqlite_file(url)
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            check_sqlite(file, "the API keys, catalog grants, sessions and generation jobs")
+        self.url = url
+        self.path = file
+        self.engine = open_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._lock = threading.RLock() if self.dialect == "sqlite" else None
+        from audiorag.api.migrations import upgrade
+
+        with self._serial():
+            upgrade(self.engine)
+
+    @classmethod
+    def for_deployment(cls, data_dir: Path, url: str | None) -> Database:
+        """``AUDIORAG_DATABASE_URL`` when set, else ``data_dir/service.sqlite3``."""
+        return cls(url) if url else cls(db_path(data_dir))
+
+    def _serial(self):
+        return self._lock if self._lock is not None else nullcontext()
 
     @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
+    def tx(self) -> Iterator[Connection]:
         """A transaction: committed on success, rolled back on error."""
-        with self._lock:
-            try:
-                yield self._conn
-                self._conn.commit()
-            except BaseException:
-                self._conn.rollback()
-                raise
+        with self._serial(), self.engine.begin() as conn:
+            yield conn
 
-    def one(self, sql: str, *args: Any) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._conn.execute(sql, args).fetchone()
-        return decode(row) if row is not None else None
+    def _execute(self, conn: Connection, statement: Any, args: tuple) -> sa.CursorResult:
+        if isinstance(statement, str):
+            if self.dialect != "sqlite":  # psycopg's placeholders are %s
+                statement = statement.replace("%", "%%").replace("?", "%s")
+            return conn.exec_driver_sql(statement, args)
+        return conn.execute(statement)
 
-    def all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        return [decode(r) for r in rows]
-
-    def run(self, sql: str, *args: Any) -> int:
+    def one(self, statement: Any, *args: Any) -> dict[str, Any] | None:
         with self.tx() as conn:
-            return conn.execute(sql, args).rowcount
+            row = self._execute(conn, statement, args).mappings().fetchone()
+        return decode(row, raw=isinstance(statement, str)) if row is not None else None
+
+    def all(self, statement: Any, *args: Any) -> list[dict[str, Any]]:
+        with self.tx() as conn:
+            rows = self._execute(conn, statement, args).mappings().fetchall()
+        return [decode(r, raw=isinstance(statement, str)) for r in rows]
+
+    def run(self, statement: Any, *args: Any) -> int:
+        """Execute a write; the number of rows it touched."""
+        with self.tx() as conn:
+            return self._execute(conn, statement, args).rowcount
+
+    def insert(self, table: sa.Table) -> Any:
+        """The engine's own INSERT (it has ``on_conflict_do_nothing`` / ``_do_update``)."""
+        if self.dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
+        return insert(table)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self.engine.dispose()
 
 
-def decode(row: sqlite3.Row) -> dict[str, Any]:
+def decode(row: Any, *, raw: bool = False) -> dict[str, Any]:
+    """A row as a dict; plain SQL's JSON columns come back as text and are decoded here."""
     out = dict(row)
-    for key in JSON_COLUMNS & set(out):
-        if out[key] is not None:
-            out[key] = json.loads(out[key])
+    if raw:
+        for key in JSON_COLUMNS & set(out):
+            if isinstance(out[key], str):
+                out[key] = json.loads(out[key])
     return out
 
 

@@ -1,22 +1,32 @@
-"""Generation jobs: a bounded queue in front of one worker thread per generation device.
+"""Generation jobs: a queue kept in the metadata database, run by worker threads in every API
+process — one process, or many replicas sharing PostgreSQL (``AUDIORAG_DATABASE_URL``).
 
-A job's row in SQLite is its truth (status, progress, result, error), so status survives a
-restart and any API process can answer for it. The queue itself is per process and bounded: a
-full queue refuses new work at once (429 + Retry-After) instead of letting waits grow unbounded.
+A job's row is its truth (status, progress, result, error, the worker running it), so any
+process answers for any job and nothing lives only in memory. Workers *claim* the oldest queued
+job with one atomic UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two workers never run
+one job. A full queue (queued rows in the shared table) refuses new work at once (429 +
+Retry-After) instead of letting waits grow unbounded.
 
-Cancelling sets the job's ``cancel_requested`` flag; a queued job is dropped when its turn comes,
-a running one sees the flag at its next step (the progress callback checks it and sets the
-orchestrator's cancel event) — which also works when the DELETE landed on another API process.
+A running job's worker stamps a heartbeat on its row every few seconds. Every process also looks
+for running jobs whose heartbeat has gone stale (their process died: kill -9, OOM, a lost
+machine): such a job goes back to the queue once, and fails with the reason the second time —
+never lost, and, since every render writes a fresh hidden take folder renamed into place only
+when complete, never rendered twice into one take.
 
-Stopping is durable: :meth:`JobQueue.drain` refuses new work (503 + Retry-After) while accepted
-jobs finish; whatever is still queued at :meth:`JobQueue.stop` stays ``queued`` in the database,
-and a job interrupted mid-render goes back to ``queued`` — the next start runs both.
+Cancelling sets the job's ``cancel_requested`` flag; a queued job is cancelled at once, a
+running one sees the flag at its next step (its progress write reads it back) or at the next
+heartbeat — which works whichever replica took the DELETE.
+
+Stopping is durable: :meth:`JobQueue.drain` refuses new work (503 + Retry-After) while queued
+jobs still run; at :meth:`JobQueue.stop` a job cut off mid-render goes back to ``queued`` (the
+try does not count) and queued ones stay queued — the next start, or another replica, runs them.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
+import os
+import socket
 import threading
 import time
 import uuid
@@ -94,10 +104,16 @@ def new_job_id() -> str:
 
 
 def recover_interrupted(db: Database) -> int:
-    """Jobs left running by a process that died are failed, with a reason: their worker is gone.
-    Queued ones (a drained stop leaves them) stay queued and run on this start. Run once per
-    deployment start, before any worker takes jobs."""
+    """Jobs left running with no worker recorded (by a version before workers had heartbeats)
+    are failed, with a reason; queued ones stay queued and run. Jobs of a worker that died are
+    the heartbeat's: each process re-queues them once their heartbeat is stale."""
     return repo.fail_orphans(db)
+
+
+def worker_name() -> str:
+    """This process's worker id, as recorded on the jobs it runs: host, pid and a nonce (a
+    restarted process with a recycled pid is still a different worker)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 class JobQueue:
@@ -112,22 +128,27 @@ class JobQueue:
         workers: int,
         metrics: Metrics,
         ready: threading.Event | None = None,
+        heartbeat_s: float = 5.0,
+        stale_s: float = 30.0,
+        poll_s: float = 0.5,
     ) -> None:
         self.db = db
-        # Set once the models are loaded: jobs a restart queued again wait for it.
+        # Set once the models are loaded: workers take no job before it.
         self._ready = ready
         self._runner = runner  # called per job: the orchestrator loads after the app starts
         self._build_request = build_request
         self._out_dir = out_dir
-        # Unbounded underneath: the cap applies to submissions, not to jobs a restart picks up.
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._maxsize = maxsize
+        self._maxsize = maxsize  # queued jobs in the shared table before submissions get 429
         self._workers = workers
+        self._heartbeat_s = heartbeat_s
+        self._stale_s = stale_s  # a running job's heartbeat older than this: its worker died
+        self._poll_s = poll_s  # how often an idle worker looks for jobs other processes queued
+        self.worker_id = worker_name()
         self._threads: list[threading.Thread] = []
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._pending = 0  # queued here or running: what a drain waits for
+        self._wake = threading.Condition(self._lock)  # a job was submitted here
+        self._stopped = threading.Event()
         self._draining = False
         self._stopping = False
         self._mean_seconds = 30.0  # first guess for Retry-After, refined by finished jobs
@@ -136,21 +157,20 @@ class JobQueue:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers, first queueing the jobs a previous run accepted but never ran."""
-        backlog = repo.queued_ids(self.db)
-        with self._lock:
-            for job_id in backlog:
-                self._queue.put(job_id)
-                self._pending += 1
+        """Start the workers and the heartbeat; jobs an earlier run left queued run first."""
+        backlog = repo.count_queued(self.db)
         if backlog:
-            log.warning("%d job(s) accepted by the previous run queued again", len(backlog))
+            log.warning("%d job(s) accepted by an earlier run queued again", backlog)
         for n in range(self._workers):
             thread = threading.Thread(target=self._work, name=f"generation-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
+        beat = threading.Thread(target=self._beat, name="generation-heartbeat", daemon=True)
+        beat.start()
+        self._threads.append(beat)
 
     def drain(self) -> None:
-        """Refuse new jobs from now on (:class:`Draining`); accepted ones still run."""
+        """Refuse new jobs from now on (:class:`Draining`); queued ones still run."""
         with self._lock:
             self._draining = True
 
@@ -159,32 +179,32 @@ class JobQueue:
         return self._draining
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is queued or running (True), or ``timeout`` seconds (False)."""
+        """Wait until nothing is queued (anywhere) or running here (True), or ``timeout``
+        seconds (False)."""
         deadline = time.monotonic() + timeout
-        with self._idle:
-            while self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._idle.wait(min(left, 0.5))
+        while self._running or repo.count_queued(self.db):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the workers. Queued jobs stay queued in the database; running ones are stopped
-        at their next step and queued again — the next start runs them."""
+        at their next step and queued again — the next start (or another replica) runs them."""
         with self._lock:
             self._draining = self._stopping = True
             for event in self._running.values():
                 event.set()
-        for _ in self._threads:
-            self._queue.put(None)
+            self._wake.notify_all()
+        self._stopped.set()
         for thread in self._threads:
             thread.join(timeout)
         self._threads = []
 
     @property
     def depth(self) -> int:
-        return self._queue.qsize()
+        """Jobs waiting in the shared table."""
+        return repo.count_queued(self.db)
 
     # --- submitting and cancelling ----------------------------------------------------------------
 
@@ -196,26 +216,26 @@ class JobQueue:
         session_id: str | None = None,
         parent_take: str | None = None,
     ) -> str:
-        """Record and enqueue a job; :class:`QueueFull` or :class:`Draining` (nothing recorded)
+        """Record a queued job; :class:`QueueFull` or :class:`Draining` (nothing recorded)
         when it cannot be taken."""
         with self._lock:
             if self._draining:
                 raise Draining()
-            if self._queue.qsize() >= self._maxsize:
-                raise QueueFull(self._retry_after())
+            queued = repo.count_queued(self.db)
+            self.metrics.queue_depth.set(queued)
+            if queued >= self._maxsize:
+                raise QueueFull(self._retry_after(queued))
             job_id = new_job_id()
             repo.insert(self.db, job_id, tenant, spec, session_id, parent_take)
-            self._queue.put(job_id)
-            self._pending += 1
-        self.metrics.queue_depth.set(self.depth)
+            self._wake.notify()
+        self.metrics.queue_depth.set(queued + 1)
         return job_id
 
     def retry_after(self) -> int:
-        with self._lock:
-            return self._retry_after()
+        return self._retry_after(repo.count_queued(self.db))
 
-    def _retry_after(self) -> int:
-        waiting = self.depth + len(self._running)
+    def _retry_after(self, queued: int) -> int:
+        waiting = queued + len(self._running)
         return max(1, round(self._mean_seconds * waiting / max(1, self._workers)))
 
     def cancel(self, job_id: str) -> None:
@@ -226,37 +246,65 @@ class JobQueue:
         if event is not None:
             event.set()
 
-    # --- the worker -------------------------------------------------------------------------------
+    # --- the workers ------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while self._ready is not None and not self._ready.wait(0.5):
             if self._stopping:
                 return
-        while True:
-            job_id = self._queue.get()
-            self.metrics.queue_depth.set(self.depth)
-            if job_id is None or self._stopping:
-                return  # a job still queued stays queued in the database
+        while not self._stopping:
             try:
-                self._run(job_id)
-            except Exception:  # a bookkeeping bug must not kill the device's only worker
-                log.exception("job %s: unexpected error in the worker", job_id)
-            finally:
-                with self._idle:
-                    self._pending -= 1
-                    self._idle.notify_all()
+                row = self._claim()
+                if row is None:
+                    with self._wake:
+                        if not self._stopping:
+                            self._wake.wait(self._poll_s)
+                    continue
+                self._run(row)
+            except Exception:  # a bookkeeping bug (or a lost database) must not kill a worker
+                log.exception("generation worker: unexpected error")
+                self._stopped.wait(self._poll_s)
 
-    def _run(self, job_id: str) -> None:
-        cancel = threading.Event()
+    def _claim(self) -> dict[str, Any] | None:
+        """The next queued job, now running here (registered so stop and cancel reach it)."""
         with self._lock:
-            if not repo.claim(self.db, job_id):
-                return  # cancelled while it waited, or another process runs it
-            self._running[job_id] = cancel
-        row = repo.get(self.db, job_id)
-        assert row is not None
+            if self._stopping:
+                return None
+            row = repo.claim_next(self.db, self.worker_id)
+            if row is not None:
+                self._running[row["id"]] = threading.Event()
+        if row is not None:
+            self.metrics.queue_depth.set(repo.count_queued(self.db))
+        return row
+
+    def _beat(self) -> None:
+        """Stamp this process's running jobs, pass on cancels asked of other replicas, and put
+        back the jobs of workers that died."""
+        while True:
+            try:
+                for job_id in repo.heartbeat(self.db, self.worker_id):
+                    with self._lock:
+                        event = self._running.get(job_id)
+                    if event is not None:
+                        event.set()
+                reaped = repo.reap_stale(self.db, time.time() - self._stale_s)
+                if any(reaped.values()):
+                    log.warning("jobs of workers that stopped answering: %s", reaped)
+                    with self._wake:
+                        self._wake.notify_all()
+            except Exception:
+                log.exception("generation heartbeat failed")
+            if self._stopped.wait(self._heartbeat_s):
+                return
+
+    def _run(self, row: dict[str, Any]) -> None:
+        job_id = row["id"]
+        cancel = self._running[job_id]
+        if self._stopping:
+            cancel.set()
 
         def progress(done: int, total: int) -> None:
-            if repo.progress(self.db, job_id, done, total):
+            if repo.progress(self.db, job_id, done, total, self.worker_id):
                 cancel.set()
 
         out_dir: Path | None = None
@@ -267,6 +315,8 @@ class JobQueue:
                 raise RuntimeError("the generator is not loaded")
             request = self._build_request(row["spec"])
             out_dir = self._out_dir(row["tenant"])
+            # A fresh hidden folder per try, renamed into place when complete: a job run again
+            # after its worker died never writes into the take the first try began.
             take = runner.generate(request, out_dir, progress=progress, cancel=cancel)
         except Exception as err:
             self._finish_failed(job_id, err, cancelled=cancel.is_set(), out_dir=out_dir)
@@ -275,7 +325,11 @@ class JobQueue:
             self._mean_seconds = 0.7 * self._mean_seconds + 0.3 * seconds
             self.metrics.render_seconds.observe(seconds)
             audio = {k: str(v) for k, v in take.audio.items()}
-            repo.succeed(self.db, job_id, take.id, str(take.folder), audio, take.manifest)
+            folder = str(take.folder)
+            if not repo.succeed(
+                self.db, job_id, take.id, folder, audio, take.manifest, self.worker_id
+            ):
+                log.warning("job %s: finished after another worker took it over", job_id)
         finally:
             with self._lock:
                 self._running.pop(job_id, None)
@@ -284,9 +338,11 @@ class JobQueue:
         self, job_id: str, err: Exception, *, cancelled: bool, out_dir: Path | None
     ) -> None:
         row = repo.get(self.db, job_id)
-        if cancelled and self._stopping and row is not None and not row["cancel_requested"]:
+        if row is None or row["worker"] != self.worker_id or row["status"] != "running":
+            return  # no longer ours: the stale check gave it to another worker
+        if cancelled and self._stopping and not row["cancel_requested"]:
             # Stopped by shutdown, not by its owner: it runs again on the next start.
-            repo.requeue(self.db, job_id)
+            repo.requeue(self.db, job_id, self.worker_id)
             return
         if cancelled:
             status, message = "cancelled", None
@@ -300,7 +356,7 @@ class JobQueue:
         else:
             log.error("job %s failed", job_id, exc_info=err)
             status, message = "failed", f"internal error ({type(err).__name__}); see the logs"
-        repo.finish(self.db, job_id, status, message)
+        repo.finish(self.db, job_id, status, message, self.worker_id)
 
 
 def _write_error(err: BaseException) -> bool:

@@ -1,7 +1,8 @@
 """The running service: small parts, each with one job, owned by the app for its lifetime
 (``app.state.service``) and handed to routes one by one (``audiorag.api.parts``).
 
-* ``db`` — the metadata database (API keys, catalogs, sessions, jobs; SQL in ``api.repos``);
+* ``db`` — the metadata database (API keys, catalogs, sessions, jobs; SQL in ``api.repos``):
+  SQLite under the data dir, or PostgreSQL shared by replicas (``AUDIORAG_DATABASE_URL``);
 * ``models`` — CLAP, the store and the orchestrator, loaded in the background;
 * ``jobs`` — the generation queue and its workers;
 * ``uploads`` — uploading into catalogs (staging, indexing, roll-back, per-catalog locks);
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from audiorag.api.db import Database, check_sqlite, db_path
+from audiorag.api.db import Database, check_sqlite
 from audiorag.api.facets import FacetsCache
 from audiorag.api.folders import Folders
 from audiorag.api.generation import build_generate_request
@@ -53,6 +54,8 @@ def check_provenance(settings: Settings) -> None:
     generation. (``Database`` checks the service's own file the same way.)"""
     from rag.provenance import LOG_FILE
 
+    if settings.database_url:
+        return  # provenance lives in the shared database
     check_sqlite(
         settings.data_dir / LOG_FILE,
         "the watermark payload → take manifest records (watermark detect)",
@@ -65,7 +68,7 @@ class Service:
         check_provenance(settings)
         self.settings = settings
         self.metrics = Metrics()
-        self.db = Database(db_path(settings.data_dir))
+        self.db = Database.for_deployment(settings.data_dir, settings.database_url)
         self.folders = Folders(settings.data_dir, settings.outputs_dir)
         self.models = Models(settings, orchestrator)
         self.signer = UrlSigner(signing_secret(settings.data_dir))
@@ -80,6 +83,8 @@ class Service:
             workers=settings.api_generation_workers,
             metrics=self.metrics,
             ready=self.models.ready,
+            heartbeat_s=settings.job_heartbeat_s,
+            stale_s=settings.job_stale_s,
         )
         self._users = 0
         self._users_lock = threading.Lock()

@@ -28,9 +28,9 @@ KEEP_ALIVE_S = 75
 
 
 def _db(settings: Settings):
-    from audiorag.api.db import Database, db_path
+    from audiorag.api.db import Database
 
-    return Database(db_path(settings.data_dir))
+    return Database.for_deployment(settings.data_dir, settings.database_url)
 
 
 def _when(ts: float | None) -> str:

@@ -4,32 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from audiorag.api.db import Database, now
+import sqlalchemy as sa
+
+from audiorag.api.db import Database, api_keys, now
+
+T = api_keys.c
 
 
 def insert(db: Database, key_id: str, tenant: str, name: str, digest: str) -> None:
     db.run(
-        "INSERT INTO api_keys (id, tenant, name, hash, created) VALUES (?, ?, ?, ?, ?)",
-        key_id,
-        tenant,
-        name,
-        digest,
-        now(),
+        sa.insert(api_keys).values(id=key_id, tenant=tenant, name=name, hash=digest, created=now())
     )
 
 
 def revoke(db: Database, key_id: str) -> bool:
     """Revoke a live key; False when there is none with that id."""
-    return (
-        db.run("UPDATE api_keys SET revoked = ? WHERE id = ? AND revoked IS NULL", now(), key_id)
-        > 0
-    )
+    stmt = sa.update(api_keys).where(T.id == key_id, T.revoked.is_(None)).values(revoked=now())
+    return db.run(stmt) > 0
 
 
 def all_keys(db: Database) -> list[dict[str, Any]]:
-    return db.all("SELECT id, tenant, name, created, revoked FROM api_keys ORDER BY created")
+    return db.all(sa.select(T.id, T.tenant, T.name, T.created, T.revoked).order_by(T.created))
 
 
 def get(db: Database, key_id: str) -> dict[str, Any] | None:
     """``tenant``, ``hash`` and ``revoked`` of one key."""
-    return db.one("SELECT tenant, hash, revoked FROM api_keys WHERE id = ?", key_id)
+    return db.one(sa.select(T.tenant, T.hash, T.revoked).where(T.id == key_id))
