@@ -55,6 +55,7 @@ from transformers import (
 
 from audio.decode import decode_audio
 from audio.signal import resample
+from audiorag.democatalog.augment import recording_chain
 from audiorag.democatalog.captions import (
     INSTRUMENT_SYNONYMS,
     MOOD_SYNONYMS,
@@ -66,9 +67,12 @@ from audiorag.democatalog.captions import (
     instrument_phrase,
     mood_phrase,
 )
+from audiorag.democatalog.gm_names import vocabulary as gm_vocabulary
+from audiorag.democatalog.oneshots import oneshot_caption
 from audiorag.training.schedule import warmup_cosine
 from index.clap import SAMPLE_RATE, log_mel_features, plan_windows, train_byte_level_tokenizer
 from index.ingest import kind_of
+from index.prepare import ONE_SHOT_PAD_SECONDS
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
@@ -107,9 +111,16 @@ class TrainItem:
     meta: dict[str, Any]
 
     @property
+    def one_shot(self) -> bool:
+        """A hit or note of a one-shot catalog (``audiorag.democatalog.oneshots``), not a loop."""
+        return bool(self.meta.get("one_shot"))
+
+    @property
     def group(self) -> str:
-        """Items sharing this label count as positives of one another."""
-        return f"{self.meta['instrument']}/{self.meta['genre']}"
+        """Items sharing this label count as positives of one another: family and style for a
+        loop, family and sound (kick, violin…) for a one-shot."""
+        detail = self.meta.get("sound") if self.one_shot else self.meta["genre"]
+        return f"{self.meta['instrument']}/{detail}"
 
 
 @dataclass
@@ -168,7 +179,10 @@ def short_caption(meta: dict[str, Any], rng: np.random.Generator) -> str:
 
 
 def training_caption(meta: dict[str, Any], rng: np.random.Generator) -> str:
-    """A fresh wording of an item's facts: usually a full caption, sometimes a short one."""
+    """A fresh wording of an item's facts: usually a full caption, sometimes a short one; a
+    one-shot's caption names its sound."""
+    if meta.get("one_shot"):
+        return oneshot_caption(meta, rng)
     if rng.random() < SHORT_CAPTION_SHARE:
         return short_caption(meta, rng)
     return caption_for(meta, rng)
@@ -184,6 +198,8 @@ def tokenizer_corpus(items: Sequence[TrainItem], seed: int, per_item: int = 12) 
     texts += [
         " ".join(names) for family in PROGRAM_DESCRIPTIONS.values() for names in family.values()
     ]
+    if any(item.one_shot for item in items):  # only then: loop-only tokenizers stay as they were
+        texts += gm_vocabulary()
     return texts
 
 
@@ -196,16 +212,37 @@ def build_tokenizer(items: Sequence[TrainItem], out: Path, seed: int) -> Roberta
 # --- 3. audio features --------------------------------------------------------------------------
 
 
-def view_windows(clip: np.ndarray, views: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``views`` model inputs from one loop. View 0 is the loop's first window, exactly what
+def view_windows(
+    clip: np.ndarray,
+    views: int,
+    rng: np.random.Generator,
+    *,
+    one_shot: bool = False,
+    record: bool = False,
+) -> list[np.ndarray]:
+    """``views`` model inputs from one loop or one-shot. View 0 is the first window, exactly what
     ``ClapEmbedder`` embeds; the others start the loop at a random sample (a circular shift: the
     stems loop seamlessly) and take a random one of the windows ``ClapEmbedder`` would cut, so a
-    short loop keeps its repeat-padding and a long one is seen in every part."""
+    short loop keeps its repeat-padding and a long one is seen in every part. A one-shot is
+    never shifted (its attack is the sound): each view is the whole hit, zero-padded to the
+    second the indexer pads it to. With ``record`` every view but the first goes through a
+    random :func:`recording_chain` (room, EQ, compressor, noise, codec, speed)."""
+    if one_shot:
+        pad = round(ONE_SHOT_PAD_SECONDS * SAMPLE_RATE)
+        windows = []
+        for view in range(views):
+            sound = recording_chain(clip, SAMPLE_RATE, rng) if record and view else clip
+            windows.append(np.pad(sound, (0, max(0, pad - sound.size)))[: 10 * SAMPLE_RATE])
+        return windows
     windows = [plan_windows([clip]).windows[0]]
     for _ in range(views - 1):
         shifted = np.roll(clip, -int(rng.integers(clip.size)))
         candidates = plan_windows([shifted]).windows
-        windows.append(candidates[int(rng.integers(len(candidates)))])
+        window = candidates[int(rng.integers(len(candidates)))]
+        if record:
+            recorded = recording_chain(window, SAMPLE_RATE, rng)
+            window = np.pad(recorded, (0, max(0, window.size - recorded.size)))[: window.size]
+        windows.append(window)
     return windows
 
 
@@ -218,6 +255,7 @@ def build_features(
     seed: int,
     console: Console | None,
     part: int = 0,
+    record: bool = False,
 ) -> torch.Tensor:
     """Log-mel features of every item's views, shape (items, views, frames, mels), float16.
 
@@ -233,7 +271,8 @@ def build_features(
             clip = resample(audio.mono(), audio.sr, SAMPLE_RATE)
             # per item: independent of order; the first catalog's views as in a one-catalog run
             rng = np.random.default_rng([seed, 2, index] if part == 0 else [seed, 2, index, part])
-            mel = log_mel_features(view_windows(clip, views, rng), extractor)
+            windows = view_windows(clip, views, rng, one_shot=item.one_shot, record=record)
+            mel = log_mel_features(windows, extractor)
             features[index] = mel[:, 0].to(torch.float16)
             advance()
     return features
@@ -249,6 +288,7 @@ def cached_features(
     folder: Path,
     console: Console | None,
     part: int = 0,
+    record: bool = False,
 ) -> torch.Tensor:
     """:func:`build_features`, kept in ``folder`` (one file per catalog): a resumed or repeated
     run on the same stems skips minutes of decoding."""
@@ -261,13 +301,16 @@ def cached_features(
     }
     if part:
         key["part"] = part
+    if record:
+        key["record"] = True
     if path.is_file():
         cached = torch.load(path, map_location="cpu", weights_only=True)
         if cached["key"] == key:
             return cached["features"]
     features = build_features(
-        items, catalog, extractor, views=views, seed=seed, console=console, part=part
-    )
+        items, catalog, extractor, views=views, seed=seed, console=console, part=part,
+        record=record,
+    )  # fmt: skip
     folder.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     torch.save({"key": key, "features": features}, partial)
@@ -612,6 +655,7 @@ def train_clap(
     progress: bool = True,
     config: Callable[[int], ClapConfig] = small_clap_config,
     timbre_augment: bool = False,
+    record_augment: bool = False,
 ) -> TrainSummary:
     """Train a CLAP on ``catalog``'s stems and captions; save it as a model folder in ``out``.
 
@@ -619,7 +663,10 @@ def train_clap(
     compositions rendered with different SoundFonts). ``config`` maps the tokenizer's
     vocabulary size to the model config (tests pass a tinier one). With ``resume``, a checkpoint
     in ``out/checkpoint`` from a run with the same settings is picked up after its last finished
-    epoch. ``timbre_augment`` adds :func:`augment`'s random EQ curve and reverb tail.
+    epoch. ``timbre_augment`` adds :func:`augment`'s random EQ curve and reverb tail;
+    ``record_augment`` passes every cached view but the first through a random recording chain
+    (:func:`audiorag.democatalog.augment.recording_chain`). Catalogs may mix loops and one-shots
+    (``audiorag.democatalog.oneshots``).
     """
     started = time.perf_counter()
     out, catalogs = Path(out), catalog_list(catalog)
@@ -633,6 +680,8 @@ def train_clap(
     }  # fmt: skip
     if timbre_augment:  # only when on: checkpoints of runs without it still resume
         hparams["timbre_augment"] = True
+    if record_augment:
+        hparams["record_augment"] = True
 
     checkpoint = out / CHECKPOINT_DIR
     # Read first, so a run with other settings fails before minutes of feature extraction.
@@ -645,7 +694,7 @@ def train_clap(
     features = torch.cat([
         cached_features(
             part_items, path, extractor, views=views, seed=seed, folder=checkpoint,
-            console=console, part=part,
+            console=console, part=part, record=record_augment,
         )
         for part, (path, part_items) in enumerate(zip(catalogs, parts, strict=True))
     ])  # fmt: skip
