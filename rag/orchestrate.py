@@ -5,6 +5,11 @@ watermark, provenance log) and runs one request at a time through them. Only ite
 licence allows ``generation-seed`` can seed a take — enforced by the store filter and checked
 again on every hit — and every seed is recorded in the take's manifest with its licence, weight
 and the alignment applied to it.
+
+Retrieval seeds a *stack*, one item per role (``rag/roles.py`` reads the roles from the request;
+``rag/stack.py`` retrieves each role's candidates in one batched store call and picks the best
+combination that agrees in tempo and key). The manifest's ``stack`` records each role's choice,
+its alignment and the best candidates rejected, with the reason.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -32,7 +38,7 @@ from generation.interface import (
 )
 from index.analysis import normalise_key
 from index.clap import ClapEmbedder
-from index.manifest import SEED_USE, allowed_uses, may_seed
+from index.manifest import SEED_USE
 from index.payload import ItemPayload
 from index.store import VectorStore
 from rag.catalogs import CatalogRoots
@@ -43,12 +49,14 @@ from rag.conditioning import (
     consensus_bpm,
     consensus_key,
     enrich_prompt,
-    pick_by_role,
+    prompt_mode,
 )
 from rag.errors import GenerationError
-from rag.guardrails import BlockedPrompt, Guardrails
+from rag.guardrails import BlockedPrompt, Guardrails, mentions
+from rag.roles import UnknownRole, request_roles, role_named
 from rag.rules import seed_refusal
-from rag.search import SearchError, SearchRequest, build_filter, search
+from rag.search import SearchError, SearchRequest, build_filter
+from rag.stack import STRICT, Candidate, Slot, Stack, depth_for, retrieve_roles, solve
 from rag.takes import (
     RetrievalStatus,
     Take,
@@ -69,9 +77,6 @@ __all__ = [
 
 DEFAULT_STRENGTH = 0.6  # audio-to-audio: enough noise to re-imagine, enough init to keep style
 MAX_TOP_K = 16
-# Seeds are picked from this many times top-k hits, so one role cannot fill every slot while
-# the next-best items of other roles (which the init audio layers) are just below.
-DIVERSITY_DEPTH = 3
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,9 @@ class GenerateRequest:
     inpaint_from_s: float | None = None
     inpaint_to_s: float | None = None
     formats: tuple[str, ...] = ("wav", "flac")
+    # Parts to seed, e.g. ("drums", "bass", "pad"); () → the roles the prompt names, else the
+    # style's default arrangement (rag/roles.py). Retrieval seeds one item per role.
+    roles: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
@@ -138,13 +146,16 @@ class Orchestrator:
         timings: dict[str, float] = {}
         request, settings, inpaint_audio = self._validated(request)
         t0 = time.perf_counter()
-        seeds, retrieval = self._seeds(request)
+        seeds, retrieval, stack = self._seeds(request)
         timings["retrieval_s"] = time.perf_counter() - t0
         # guardrails see the user's words; seeds can only license, never add, a term
         self.guardrails.check(request.prompt, self._licensed_names(request, seeds))
 
-        bpm = request.bpm or consensus_bpm(seeds)
-        key = request.key or consensus_key(seeds)
+        if stack is not None:  # the targets every item of the stack was chosen to fit
+            bpm, key = stack.bpm, stack.key
+        else:
+            bpm = request.bpm or consensus_bpm(seeds)
+            key = request.key or consensus_key(seeds)
         prompt, added = enrich_prompt(
             request.prompt,
             seeds,
@@ -165,6 +176,8 @@ class Orchestrator:
             raise GenerationError(str(err)) from err
 
         manifest = self._manifest(request, settings, seeds, retrieval, added, bpm, key, mode)
+        if stack is not None:
+            manifest["stack"] = {"roles_from": retrieval.get("roles_from"), **stack.to_json()}
         manifest["sampler"] = {**result.sampler, "seed": settings.seed}
         audio, watermark = self._watermark(result.audio, result.sample_rate, manifest)
         manifest["watermark"] = watermark
@@ -219,12 +232,16 @@ class Orchestrator:
                 key = normalise_key(key)
             except ValueError as err:
                 raise GenerationError(f"key: {err}") from err
+        try:
+            roles = tuple(role_named(name).name for name in request.roles)
+        except UnknownRole as err:
+            raise GenerationError(str(err)) from err
         unknown = set(request.formats) - {"wav", "flac"}
         if unknown or not request.formats:
             raise GenerationError(f"formats must be among wav, flac; got {request.formats}")
         if request.like is not None and not Path(request.like).is_file():
             raise GenerationError(f"reference clip not found: {request.like}")
-        request = replace(request, strength=strength, key=key)
+        request = replace(request, strength=strength, key=key, roles=roles)
         clip = self._inpaint_clip(request)
         settings = RenderSettings(
             prompt=request.prompt.strip(),
@@ -255,50 +272,103 @@ class Orchestrator:
         audio = resample(clip.samples, clip.sr, self.generator.sample_rate)
         return match_channels(audio, self.generator.channels)
 
-    def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any]]:
-        """Pinned items first, then the top-k retrieved; every one licensed for seeding."""
+    def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any], Stack | None]:
+        """Pinned items first, then one retrieved item per role (the stack); every one licensed
+        for seeding. Returns the seeds, the retrieval record and the stack (None when retrieval
+        did not run)."""
         seeds = [self._pinned(item_id, request) for item_id in dict.fromkeys(request.pinned)]
         retrieval: dict[str, Any] = {"status": RetrievalStatus.DISABLED, "top_k": request.top_k}
+        stack = None
         if request.retrieval and request.top_k > 0:
-            query = SearchRequest(
-                text=request.prompt,
-                like=request.like,
-                catalogs=request.catalogs,
-                instrument=request.instrument,
-                genre=request.genre,
-                uses=(SEED_USE,),
-                limit=(request.top_k + len(seeds)) * DIVERSITY_DEPTH,
-            )
-            try:
-                hits = search(self.store, self.embedder, query)
-            except SearchError as err:
-                raise GenerationError(str(err)) from err
-            taken = {s.id for s in seeds}
-            candidates = [
-                Seed(hit.id, hit.payload, hit.score)
-                for hit in hits
-                # the filter guarantees the licence use; checked again, belt and braces
-                if hit.id not in taken and may_seed(allowed_uses(hit.payload))
-            ]
-            seeds += pick_by_role(candidates, request.top_k)
-            retrieval = {
-                "status": RetrievalStatus.OK
-                if len(seeds) > len(request.pinned)
-                else RetrievalStatus.EMPTY,
-                "top_k": request.top_k,
-                "embedder": self.embedder.embedder.id,
-                "filters": {
-                    "uses": [SEED_USE],
-                    "catalogs": list(request.catalogs) if request.catalogs is not None else None,
-                    "instrument": request.instrument,
-                    "genre": request.genre,
-                },
-                "query": {"text": request.prompt, "like": str(request.like or "") or None},
-            }
+            stack, retrieved, retrieval = self._stack(request, seeds)
+            seeds += retrieved
         for seed in seeds:
             seed.path = self.catalog_roots.resolve(seed.payload)
         assign_weights(seeds)
-        return seeds, retrieval
+        return seeds, retrieval, stack
+
+    def _stack(
+        self, request: GenerateRequest, pinned: list[Seed]
+    ) -> tuple[Stack, list[Seed], dict[str, Any]]:
+        """The roles to seed, their candidates (one batched store query) and the solved stack."""
+        roles, source = request_roles(
+            request.prompt,
+            explicit=request.roles,
+            instrument=request.instrument,
+            pinned_families=[s.family for s in pinned],
+            limit=request.top_k,
+        )
+        query = SearchRequest(
+            text=request.prompt,
+            like=request.like,
+            catalogs=request.catalogs,
+            genre=request.genre,
+            uses=(SEED_USE,),
+            limit=depth_for(len(roles)),
+        )
+        try:
+            hits = retrieve_roles(
+                self.store, self.embedder, query, roles, depth=depth_for(len(roles))
+            )
+        except SearchError as err:
+            raise GenerationError(str(err)) from err
+        taken = {s.id for s in pinned}
+        payloads = {hit.id: hit.payload for role_hits in hits for hit in role_hits}
+        slots = [
+            Slot(
+                role,
+                tuple(
+                    Candidate.of(h.id, h.score, h.payload) for h in role_hits if h.id not in taken
+                ),
+            )
+            for role, role_hits in zip(roles, hits, strict=True)
+        ]
+        holders = {c.holder for slot in slots for c in slot.candidates if c.holder}
+        solve_with = partial(
+            solve,
+            slots,
+            pinned=[Candidate.of(s.id, s.score, s.payload, pinned=True) for s in pinned],
+            bpm=request.bpm,
+            key=request.key,
+            mode=prompt_mode(request.prompt),
+            prefer_holder=self._named_holder(request.prompt, holders),
+        )
+        stack = solve_with()
+        if (request.bpm or request.key) and len(stack.chosen) < len(pinned) + sum(
+            1 for slot in slots if slot.candidates
+        ):
+            # The user's own tempo/key may lie beyond the catalog's reach: stretch or shift as
+            # far as it takes (every seed is still aligned to the one target) before leaving a
+            # role empty.
+            relaxed = STRICT.relaxed(tempo=bool(request.bpm), key=bool(request.key))
+            wider = solve_with(limits=relaxed)
+            if len(wider.chosen) > len(stack.chosen):
+                stack = wider
+        seeds = [Seed(c.id, payloads[c.id], c.score) for c in stack.chosen if not c.pinned]
+        retrieval = {
+            "status": RetrievalStatus.OK if seeds else RetrievalStatus.EMPTY,
+            "top_k": request.top_k,
+            "embedder": self.embedder.embedder.id,
+            "filters": {
+                "uses": [SEED_USE],
+                "catalogs": list(request.catalogs) if request.catalogs is not None else None,
+                "instrument": request.instrument,
+                "genre": request.genre,
+            },
+            "query": {"text": request.prompt, "like": str(request.like or "") or None},
+            "roles": [role.name for role in roles],
+            "roles_from": source,
+        }
+        return stack, seeds, retrieval
+
+    def _named_holder(self, prompt: str, holders: set[str]) -> str | None:
+        """The licence holder the prompt names (an artist-scoped request), if any: by its
+        name, or by a guarded term it licenses ("like Mira Okafor" → Mira Okafor Productions)."""
+        terms = self.guardrails.blocked_in(prompt)
+        for holder in sorted(holders):
+            if mentions(prompt, holder) or any(mentions(holder, term) for term in terms):
+                return holder
+        return None
 
     def _pinned(self, item_id: str, request: GenerateRequest) -> Seed:
         points = self.store.retrieve([item_id])

@@ -43,6 +43,26 @@ SHOWN_REJECTED = 3  # rejected candidates recorded per role
 
 
 @dataclass(frozen=True)
+class Limits:
+    """How far an item may be aligned and still fit: a stretch ratio and a pitch shift."""
+
+    max_stretch: float = MAX_STRETCH
+    max_semitones: int = MAX_SEMITONES
+
+    def relaxed(self, *, tempo: bool, key: bool) -> Limits:
+        """Any stretch (at most ×√2 after half/double time) and/or any shift (at most a
+        tritone): for a tempo or key the user asked for, which the catalog may not hold.
+
+        >>> Limits().relaxed(tempo=True, key=False)
+        Limits(max_stretch=1.5, max_semitones=2)
+        """
+        return Limits(1.5 if tempo else self.max_stretch, 6 if key else self.max_semitones)
+
+
+STRICT = Limits()
+
+
+@dataclass(frozen=True)
 class Candidate:
     """A catalog item that could fill a role, with what the solver needs to know of it."""
 
@@ -106,11 +126,12 @@ class Fit:
         }
 
 
-def fit(candidate: Candidate, bpm: float | None, key: str | None) -> Fit:
+def fit(candidate: Candidate, bpm: float | None, key: str | None, limits: Limits = STRICT) -> Fit:
     """How ``candidate`` fits target tempo ``bpm`` and key ``key`` (None: no target).
 
-    Tempi match after half/double time; a stretch up to ×``MAX_STRETCH`` fits. Keys match when
-    equal or relative; a shift up to ``MAX_SEMITONES`` fits. Drums and fx have no key.
+    Tempi match after half/double time; a stretch up to ``limits.max_stretch`` (×1.12) fits.
+    Keys match when equal or relative; a shift up to ``limits.max_semitones`` (2) fits. Drums
+    and fx have no key.
 
     >>> fit(Candidate("a", 1, "bass", bpm=62.0, key="C major"), 124.0, "A minor")
     Fit(tempo_ratio=1.0, tempo='half/double time', semitones=0, key='relative', reason=None)
@@ -127,18 +148,19 @@ def fit(candidate: Candidate, bpm: float | None, key: str | None) -> Fit:
             tempo = "stretched"
         else:
             tempo = "same" if folded == candidate.bpm else "half/double time"
-        if max(ratio, 1 / ratio) > MAX_STRETCH:
+        if max(ratio, 1 / ratio) > limits.max_stretch:
             reasons.append(
                 f"tempo {candidate.bpm:g} BPM needs ×{max(ratio, 1 / ratio):.2f} to reach "
-                f"{bpm:g} (limit ×{MAX_STRETCH:g})"
+                f"{bpm:g} (limit ×{limits.max_stretch:g})"
             )
     shift, relation = 0, "n/a"
     if key and candidate.pitched:
         shift = semitones_between(str(candidate.key), key)
         relation = "same" if candidate.key == key else ("relative" if shift == 0 else "shifted")
-        if abs(shift) > MAX_SEMITONES:
+        if abs(shift) > limits.max_semitones:
             reasons.append(
-                f"key {candidate.key} is {abs(shift)} semitones from {key} (limit {MAX_SEMITONES})"
+                f"key {candidate.key} is {abs(shift)} semitones from {key} "
+                f"(limit {limits.max_semitones})"
             )
     return Fit(ratio, tempo, shift, relation, "; ".join(reasons) or None)
 
@@ -189,6 +211,7 @@ class Stack:
     bpm_from: str  # "request" | "pinned" | "stack" | "none"
     key_from: str
     holder: str | None = None  # the preferred licence holder, when the prompt named one
+    limits: Limits = STRICT
 
     @property
     def chosen(self) -> list[Candidate]:
@@ -203,6 +226,10 @@ class Stack:
                 "key_from": self.key_from,
             },
             "preferred_holder": self.holder,
+            "limits": {
+                "max_stretch": self.limits.max_stretch,
+                "max_semitones": self.limits.max_semitones,
+            },
             "roles": [c.to_json() for c in self.choices],
         }
 
@@ -256,6 +283,7 @@ def solve(
     key: str | None = None,
     mode: str | None = None,
     prefer_holder: str | None = None,
+    limits: Limits = STRICT,
 ) -> Stack:
     """The best compatible stack: one candidate (or none) per slot.
 
@@ -281,7 +309,7 @@ def solve(
     def fit_of(c: Candidate, t_bpm: float | None, t_key: str | None) -> Fit:
         cache_key = (c.id, t_bpm, t_key)
         if cache_key not in fits:
-            fits[cache_key] = fit(c, t_bpm, t_key)
+            fits[cache_key] = fit(c, t_bpm, t_key, limits)
         return fits[cache_key]
 
     def bonus(c: Candidate) -> float:
@@ -331,7 +359,7 @@ def solve(
     choices = [Choice(Role(c.family, (c.family,)), c, fit_of(c, t_bpm, t_key)) for c in pinned]
     for slot, pick in zip(slots, best, strict=True):
         choices.append(_choice(slot, pick, lambda c: fit_of(c, t_bpm, t_key)))
-    return Stack(choices, t_bpm, t_key, bpm_from, key_from, prefer_holder)
+    return Stack(choices, t_bpm, t_key, bpm_from, key_from, prefer_holder, limits)
 
 
 def _choice(slot: Slot, pick: Candidate | None, fit_to: Any) -> Choice:

@@ -66,6 +66,10 @@ class RetrievalRecord(_Record):
         None, description="uses, catalogs, instrument, genre (absent when disabled)."
     )
     query: dict[str, Any] | None = Field(None, description="text, like (absent when disabled).")
+    roles: list[str] | None = Field(None, description="Roles seeded, one item each (rag/roles.py).")
+    roles_from: str | None = Field(
+        None, description='"explicit" | "instrument" | "prompt" | "style:<genre>" | "default"'
+    )
 
 
 class SeedLicence(_Record):
@@ -101,6 +105,55 @@ class SeedRecord(_Record):
     layered: bool = Field(description="Whether its audio is in the init mix.")
     licence: SeedLicence
     alignment: Alignment
+
+
+class StackAlignment(_Record):
+    tempo: str = Field(description='"same" | "half/double time" | "stretched" | "n/a"')
+    tempo_ratio: Number = Field(description="Target / source tempo after half/double time.")
+    key: str = Field(description='"same" | "relative" | "shifted" | "n/a" (unpitched or keyless)')
+    semitones: int
+
+
+class StackItem(_Record):
+    id: str
+    path: str | None
+    instrument: str
+    score: Number = Field(description="Fused retrieval score within its role (1.0 pinned).")
+    pinned: bool
+    bpm: Number | None
+    key: str | None
+    alignment: StackAlignment | None
+
+
+class StackRejected(_Record):
+    id: str
+    path: str | None
+    score: Number
+    reason: str = Field(description="Why it was not chosen: tempo, key, or a lower score.")
+
+
+class StackRole(_Record):
+    role: str = Field(description='A family ("bass") or a group ("harmonic").')
+    families: list[str] = Field(description="Instrument families that may fill it.")
+    chosen: StackItem | None
+    reason: str | None = Field(description="Why the role is empty (None when filled).")
+    rejected: list[StackRejected] = Field(description="The best candidates left out, and why.")
+
+
+class StackTarget(_Record):
+    bpm: Number | None
+    key: str | None
+    bpm_from: str = Field(description='"request" | "pinned" | "stack" | "none"')
+    key_from: str
+
+
+class StackRecord(_Record):
+    """The seed stack: one item per role, all fitting one tempo and key (rag/stack.py)."""
+
+    roles_from: str | None
+    target: StackTarget
+    preferred_holder: str | None = Field(description="The licence holder the prompt named.")
+    roles: list[StackRole]
 
 
 class Targets(_Record):
@@ -146,6 +199,9 @@ class TakeManifest(_Record):
     sampler: dict[str, Any] = Field(description="Scheduler, steps run, speed options, seed.")
     watermark: WatermarkRecord
     timings_s: Timings
+    stack: StackRecord | None = Field(
+        None, description="Roles, chosen items and rejected candidates (absent: no retrieval)."
+    )
     outputs: dict[str, str] | None = Field(
         None, description="File names in the take folder: wav, flac, spectrogram."
     )
