@@ -11,7 +11,7 @@ from audiorag.settings import Settings
 from generation.loading import BUNDLED_GENERATOR
 from generation.watermark import AudioSealWatermark, StftWatermark, Watermarker
 from index.clap import BUNDLED_CLAP, ClapEmbedder
-from index.store import Retry, VectorStore, open_store
+from index.store import Retry, ServerCollection, VectorStore, open_store
 from rag.catalogs import CatalogRoots
 from rag.guardrails import Guardrails
 from rag.provenance import ProvenanceLog
@@ -74,7 +74,8 @@ def load_embedder(settings: Settings) -> tuple[ClapEmbedder, str | None]:
 
 
 def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
-    """The configured store for this embedder: a server when a URL is set, else embedded."""
+    """The configured store for this embedder: a server when a URL is set (a new collection
+    laid out as the ``qdrant_*`` cluster settings say), else embedded."""
     path = None if settings.qdrant_url else settings.store_path
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -87,6 +88,13 @@ def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
         collection=settings.collection,
         retry=Retry(
             attempts=settings.qdrant_retry_attempts, max_total_s=settings.qdrant_retry_max_s
+        ),
+        layout=ServerCollection(
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+            write_consistency_factor=settings.qdrant_write_consistency_factor,
+            on_disk_vectors=settings.qdrant_on_disk_vectors,
+            quantization=settings.qdrant_quantization,
         ),
     )
 
@@ -189,5 +197,10 @@ def load_watermarker(settings: Settings) -> Watermarker:
 
 
 def provenance_log(settings: Settings) -> ProvenanceLog:
-    """The deployment's take registry, ``data_dir/provenance.sqlite``."""
+    """The deployment's take registry: in the shared database when ``database_url`` is set
+    (every API replica records and finds takes there), else ``data_dir/provenance.sqlite``."""
+    if settings.database_url:
+        from audiorag.api.db import engine_url
+
+        return ProvenanceLog(engine_url(settings.database_url))
     return ProvenanceLog.in_folder(settings.data_dir)

@@ -282,3 +282,33 @@ def test_a_fresh_database_is_created_at_the_newest_revision(db):
     assert db.one("SELECT version_num FROM alembic_version")["version_num"] == "0002"
     names = set(sa.inspect(db.engine).get_table_names())
     assert {"api_keys", "catalogs", "sessions", "pins", "jobs"} <= names
+
+
+# --- provenance --------------------------------------------------------------------------------
+
+
+def test_provenance_recorded_by_one_process_is_found_by_another(where, tmp_path):
+    """Two logs on one database (two replicas): a take recorded by one is traced by the other;
+    with ``AUDIORAG_DATABASE_URL`` set the deployment's log is that database."""
+    from audiorag.api.db import engine_url
+    from audiorag.components import provenance_log
+    from audiorag.settings import Settings
+    from rag.provenance import ProvenanceLog
+
+    if isinstance(where, Path):
+        writer_at = reader_at = where.parent / "provenance.sqlite"
+    else:
+        settings = Settings(data_dir=tmp_path / "data", database_url=where)
+        assert provenance_log(settings).path is None  # not a file in data_dir
+        writer_at = reader_at = engine_url(where)
+    writer, reader = ProvenanceLog(writer_at), ProvenanceLog(reader_at)
+    payloads = {writer.new_payload() for _ in range(50)}
+    assert len(payloads) == 50  # reserved: never drawn twice
+    top = (1 << 32) - 1  # the largest 32-bit payload fits (BIGINT on PostgreSQL)
+    writer.record(top, {"take_id": "t1", "seeds": [{"id": "a"}]})
+    assert reader.find(top) == {"take_id": "t1", "seeds": [{"id": "a"}]}
+    reader.record(top, {"take_id": "t1", "again": True})  # replaced, not duplicated
+    assert writer.find(top) == {"take_id": "t1", "again": True}
+    assert reader.find(next(iter(payloads))) is None  # reserved only
+    with pytest.raises(ValueError):
+        writer.record(1 << 32, {})
