@@ -38,8 +38,16 @@ def train_clap_command(
     timbre_augment: Annotated[
         bool, typer.Option(help="Also a random EQ curve and a short reverb per example.")
     ] = False,
+    record_augment: Annotated[
+        bool,
+        typer.Option(
+            help="Pass cached views through a random recording chain (room, EQ, compressor, "
+            "noise, MP3/OGG, speed)."
+        ),
+    ] = False,
 ) -> None:
-    """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder."""
+    """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder.
+    Catalogs may be demo loops or one-shots (audiorag.democatalog.oneshots)."""
     from audiorag.training.train_clap import train_clap
 
     summary = train_clap(
@@ -52,6 +60,7 @@ def train_clap_command(
         device=device,
         resume=resume,
         timbre_augment=timbre_augment,
+        record_augment=record_augment,
     )
     console.print(
         f"[green]trained on {summary.items} stems for {summary.epochs} epochs "
@@ -64,30 +73,52 @@ def train_clap_command(
 @eval_app.command("retrieval")
 def eval_retrieval_command(
     catalog: Annotated[
-        Path, typer.Option(exists=True, file_okay=False, help="Held-out catalog (with manifest).")
-    ],
+        Path | None,
+        typer.Option(exists=True, file_okay=False, help="Held-out catalog (with manifest)."),
+    ] = None,
+    real: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Folder of labelled real recordings (labels.csv + licences.jsonl, as "
+            "bench/real_audio/build.py writes): text → instrument, one-shot type, by example.",
+        ),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="JSON results file.")] = None,
     workdir: Annotated[
         Path | None, typer.Option(help="Scratch folder for the evaluation store.")
     ] = None,
 ) -> None:
-    """Index a held-out catalog with the configured CLAP and print its retrieval measures."""
+    """Index a held-out catalog (or a real set) with the configured CLAP and print its
+    retrieval measures."""
     from audiorag.cli.common import RichProgress, progress_bar
     from audiorag.components import load_embedder
-    from audiorag.evaluation.eval_retrieval import evaluate_retrieval, markdown_table
+    from audiorag.evaluation.eval_retrieval import (
+        evaluate_real,
+        evaluate_retrieval,
+        markdown_table,
+        real_markdown_table,
+    )
     from audiorag.settings import get_settings
 
+    if (catalog is None) == (real is None):
+        raise typer.BadParameter("give either --catalog or --real")
     settings = get_settings()
     embedder, notice = load_embedder(settings)
     if notice:
         console.print(f"[yellow]{notice}")
-    scratch = workdir or settings.data_dir / "eval" / "retrieval"
+    scratch = workdir or settings.data_dir / "eval" / ("real" if real else "retrieval")
     with progress_bar() as progress:
-        result = evaluate_retrieval(
-            catalog, embedder, workdir=scratch, progress=RichProgress(progress)
-        )
-    typer.echo(markdown_table(result))
-    target = out or settings.data_dir / "reports" / "eval-retrieval.json"
+        if real is not None:
+            result = evaluate_real(real, embedder, workdir=scratch, progress=RichProgress(progress))
+        else:
+            result = evaluate_retrieval(
+                catalog, embedder, workdir=scratch, progress=RichProgress(progress)
+            )
+    typer.echo(real_markdown_table(result) if real is not None else markdown_table(result))
+    name = "eval-retrieval-real.json" if real is not None else "eval-retrieval.json"
+    target = out or settings.data_dir / "reports" / name
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     console.print(f"results written to {target}")

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -366,3 +366,175 @@ def notes(measure: dict[str, Any]) -> str:
     if measure.get("related_pairs_mean") is not None:
         parts.append(f"same family+style pairs {measure['related_pairs_mean']:.3f}")
     return "; ".join(parts)
+
+
+# --- real recordings ----------------------------------------------------------------------------
+#
+# ``audiorag eval retrieval --real DIR``: a folder of labelled real recordings (built by
+# bench/real_audio/build.py from sources no model here was trained on) indexed as a user would
+# index a library, then queried with the words users type. DIR holds the audio, a licence
+# manifest and ``labels.csv`` (path, family, one_shot_type; an empty type for loops and notes).
+
+REAL_LABELS_FILE = "labels.csv"
+REAL_MIN_ITEMS = 5  # labels with fewer items are left out of the text measures
+REAL_TARGETS: dict[str, float] = {
+    "text_instrument_p10": 0.7,
+    "one_shot_type_p10": 0.6,
+    "example_family_p5": 0.85,
+}
+REAL_LABELS: dict[str, str] = {
+    "text_instrument_p10": "text → instrument family, P@10 (mean over families)",
+    "one_shot_type_p10": "text → one-shot type (kick/snare/hi-hat/clap/tom/cymbal), P@10",
+    "example_family_p5": "query by example → same family, P@5",
+}
+REAL_QUERIES: tuple[str, ...] = ("{word}", "{word} sample", "a {word} sound", "{word} recording")
+
+
+def real_labels(folder: Path) -> dict[str, dict[str, str]]:
+    """``labels.csv`` of a real set: path → {family, one_shot_type}."""
+    import csv
+
+    path = Path(folder) / REAL_LABELS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no {REAL_LABELS_FILE} in {folder}: build the set with "
+                                "bench/real_audio/build.py")  # fmt: skip
+    with path.open(encoding="utf-8", newline="") as rows:
+        return {row["path"]: row for row in csv.DictReader(rows)}
+
+
+def ranked_precision(
+    store: VectorStore,
+    embedder: ClapEmbedder,
+    labelled: dict[str, dict[str, str]],
+    texts: list[str],
+    *,
+    key: str,
+    wanted: str,
+    k: int,
+) -> float:
+    """Mean precision of ``texts`` over all indexed items; the top ``k`` is cut to the label's
+    item count when it has fewer (so a label of 7 items can score 1.0)."""
+    cut = min(k, sum(label[key] == wanted for label in labelled.values()))
+    must = (Match("catalog", CATALOG), Match("kind", "stem"))
+    scores = []
+    for vector in embedder.embed_text(texts):
+        hits = store.search(
+            "audio", vector, embedder_id=embedder.embedder.id, filter=Filter(must=must),
+            limit=cut, exact=True,
+        )  # fmt: skip
+        found = [labelled.get(hit.payload["path"], {}).get(key) for hit in hits]
+        scores.append(sum(value == wanted for value in found) / cut)
+    return float(np.mean(scores))
+
+
+def evaluate_real(
+    folder: Path,
+    embedder: ClapEmbedder,
+    *,
+    workdir: Path,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Index the real set in ``folder`` and compute the three real-audio measures."""
+    from audiorag.democatalog.gm_names import FAMILY_WORDS, ONE_SHOT_TYPES, TYPE_WORDS
+
+    started = time.perf_counter()
+    folder = Path(folder)
+    labels = real_labels(folder)
+    store, counts = index_heldout(folder, embedder, Path(workdir), progress or SilentProgress())
+    try:
+        points = [p for p in stem_points(store) if p.payload["path"] in labels]
+        if not points:
+            raise ValueError(f"no labelled file of {folder} could be indexed: nothing to measure")
+        labelled = {p.payload["path"]: labels[p.payload["path"]] for p in points}
+        family_count = Counter(label["family"] for label in labelled.values())
+        type_count = Counter(label["one_shot_type"] for label in labelled.values())
+        families = sorted(f for f, n in family_count.items() if n >= REAL_MIN_ITEMS)
+        types = [t for t in ONE_SHOT_TYPES if type_count[t] >= REAL_MIN_ITEMS]
+
+        def phrased(words: Sequence[str]) -> list[str]:
+            return [fix_articles(q.format(word=w)) for w in words for q in REAL_QUERIES]
+
+        per_family = {
+            family: ranked_precision(
+                store,
+                embedder,
+                labelled,
+                phrased(FAMILY_WORDS[family]),
+                key="family",
+                wanted=family,
+                k=10,
+            )
+            for family in families
+        }
+        per_type = {
+            kind: ranked_precision(
+                store,
+                embedder,
+                labelled,
+                phrased(TYPE_WORDS[kind]),
+                key="one_shot_type",
+                wanted=kind,
+                k=10,
+            )
+            for kind in types
+        }
+        by_example: dict[str, list[float]] = defaultdict(list)
+        for point in points:
+            family = labelled[point.payload["path"]]["family"]
+            flt = Filter(
+                must=(Match("catalog", CATALOG), Match("kind", "stem")),
+                must_not=(Match("sha256", point.payload["sha256"]),),
+            )
+            hits = store.search(
+                "audio", point.vectors["audio"], embedder_id=embedder.embedder.id, filter=flt,
+                limit=5, exact=True,
+            )  # fmt: skip
+            same = [labelled.get(h.payload["path"], {}).get("family") == family for h in hits]
+            by_example[family].append(sum(same) / 5)
+    finally:
+        store.close()
+    measures = {
+        "text_instrument_p10": {
+            "value": float(np.mean(list(per_family.values()))),
+            "per_label": per_family,
+        },
+        "one_shot_type_p10": {
+            "value": float(np.mean(list(per_type.values()))),
+            "per_label": per_type,
+        },
+        "example_family_p5": summarise(by_example),
+    }
+    for name, result in measures.items():
+        result["target"] = REAL_TARGETS[name]
+        result["passed"] = result["value"] >= REAL_TARGETS[name]
+    return {
+        "model": embedder.embedder.id,
+        "real_set": str(folder.resolve()),
+        "files": len(points),
+        "families": dict(sorted(family_count.items())),
+        "one_shot_types": dict(sorted(type_count.items())),
+        "indexed": counts,
+        "measures": measures,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def real_markdown_table(result: dict[str, Any]) -> str:
+    """The real-audio measures as a markdown table."""
+    lines = [
+        f"Model `{result['model']}` on {result['files']} real recordings ({result['real_set']})",
+        "",
+        "| measure | value | target | pass | notes |",
+        "|---|---|---|---|---|",
+    ]
+    for name, m in result["measures"].items():
+        lines.append(
+            f"| {REAL_LABELS[name]} | {m['value']:.3f} | ≥ {m['target']} "
+            f"| {'yes' if m['passed'] else 'no'} | {notes(m)} |"
+        )
+    per = "; ".join(
+        f"{label} {value:.2f}"
+        for name in ("text_instrument_p10", "one_shot_type_p10")
+        for label, value in result["measures"][name]["per_label"].items()
+    )
+    return "\n".join(lines) + f"\n\nPer label: {per}"
