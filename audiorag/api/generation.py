@@ -28,6 +28,7 @@ SETTING_FIELDS = (
     "inpaint_from_s",
     "inpaint_to_s",
     "formats",
+    "roles",
 )
 
 
@@ -57,8 +58,9 @@ def build_generate_request(spec: dict[str, Any]) -> Any:
     from rag.orchestrate import GenerateRequest
 
     fields: dict[str, Any] = dict(spec["settings"])
-    if "formats" in fields:
-        fields["formats"] = tuple(fields["formats"])
+    for name in ("formats", "roles"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
     return GenerateRequest(
         **fields,
         # Always a tuple, never None: None would mean "every catalog in the store".

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -119,6 +119,13 @@ class GenerationSettings(Strict):
     inpaint_from_s: float | None = Field(None, ge=0)
     inpaint_to_s: float | None = Field(None, ge=0)
     formats: list[Format] | None = Field(None, min_length=1, max_length=2)
+    roles: list[Annotated[str, Field(min_length=1, max_length=32)]] | None = Field(
+        None,
+        max_length=16,
+        description="Parts to seed, one catalog item each, e.g. drums, bass, pad (synonyms "
+        "such as beat, 808, chords work); default: the parts the prompt names, else drums, "
+        "bass and a harmonic part.",
+    )
 
 
 class GenerateBody(GenerationSettings):

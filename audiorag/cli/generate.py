@@ -36,6 +36,14 @@ def generate_command(
     ] = None,
     instrument: Annotated[str | None, typer.Option(help="Seed only this family.")] = None,
     genre: Annotated[str | None, typer.Option(help="Seed only this style.")] = None,
+    roles: Annotated[
+        str | None,
+        typer.Option(
+            help="Parts to seed, one catalog item each, e.g. drums,bass,pad (synonyms such as "
+            "beat, 808, chords work). Default: the parts the prompt names, else drums, bass and "
+            "a harmonic part."
+        ),
+    ] = None,
     retrieval: Annotated[
         bool, typer.Option("--retrieval/--no-retrieval", help="Seed from the catalog.")
     ] = True,
@@ -82,6 +90,7 @@ def generate_command(
         retrieval=retrieval,
         instrument=instrument,
         genre=genre,
+        roles=tuple(r.strip() for r in roles.split(",") if r.strip()) if roles else (),
         inpaint=inpaint,
         inpaint_from_s=from_s,
         inpaint_to_s=to_s,
@@ -123,6 +132,23 @@ def print_take(take) -> None:
     console.print(f"  manifest: {take.folder / 'manifest.json'}")
     console.print(f"  spectrogram: {take.folder / 'spectrogram.png'}")
     console.print(f"  prompt: {manifest['prompt']['enriched']}")
+    stack = manifest.get("stack")
+    if stack:
+        target = stack["target"]
+        console.print(
+            f"  stack ({stack.get('roles_from')}): "
+            f"{target['bpm'] or '—'} BPM, {target['key'] or 'no key'}"
+        )
+        for role in stack["roles"]:
+            chosen = role["chosen"]
+            if chosen is None:
+                console.print(f"    {role['role']}: [yellow]empty[/] ({role['reason']})")
+            else:
+                align = chosen.get("alignment") or {}
+                console.print(
+                    f"    {role['role']}: {chosen['path']} "
+                    f"(tempo {align.get('tempo')}, key {align.get('key')})"
+                )
     if manifest["seeds"]:
         table = Table(title="seeded by", title_justify="left")
         for column in ("weight", "instrument", "path", "licence", "alignment"):
