@@ -44,6 +44,33 @@ class Settings(BaseSettings):
         2, ge=0, description="Decode/analysis processes for indexing (0 = inline)."
     )
     embed_batch_size: int = Field(16, ge=1)
+    # --- growing past one machine: indexing on Ray, Qdrant server collections ---
+    ray_address: str | None = Field(
+        None,
+        description="Index on Ray (`audiorag index DIR --ray [ADDRESS]` overrides): 'local' "
+        "starts Ray on this machine, 'auto' joins the cluster this node belongs to, or "
+        "host:6379 / ray://host:10001; unset → the local process pool.",
+    )
+    ray_embed_actors: int = Field(
+        1, ge=1, description="CLAP embedding actors on Ray (each takes a GPU where there is one)."
+    )
+    qdrant_shard_number: int | None = Field(
+        None, ge=1, description="Shards of a collection created on a Qdrant server (cluster)."
+    )
+    qdrant_replication_factor: int | None = Field(
+        None, ge=1, description="Copies of each shard on a Qdrant cluster."
+    )
+    qdrant_write_consistency_factor: int | None = Field(
+        None, ge=1, description="Replicas that must confirm a write on a Qdrant cluster."
+    )
+    qdrant_on_disk_vectors: bool = Field(
+        False, description="Keep a server collection's float vectors on disk (memory-mapped)."
+    )
+    qdrant_quantization: Literal["none", "int8"] = Field(
+        "none",
+        description="int8 scalar quantisation of a server collection's vectors, kept in RAM "
+        "(searches rescore on the originals).",
+    )
     generator_model: str | None = Field(
         None,
         description="Generator hub id (e.g. stabilityai/stable-audio-open-1.0) or diffusers "

@@ -88,3 +88,34 @@ def test_docker_compose_config_validates_with_the_gpu_profile():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_cluster_profile_is_three_qdrant_nodes_that_find_each_other():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    nodes = {name: spec["services"][f"qdrant-{name}"] for name in (1, 2, 3)}
+    single = spec["services"]["qdrant"]
+    for node in nodes.values():
+        assert node["profiles"] == ["cluster"]  # `docker-compose up` alone starts one Qdrant
+        assert node["image"] == single["image"]  # the same pinned version
+        assert node["environment"]["QDRANT__CLUSTER__ENABLED"] == "true"
+        assert "test" in node["healthcheck"]
+        storage = node["volumes"][0].split(":")[0]
+        assert storage in spec["volumes"] and storage != single["volumes"][0].split(":")[0]
+    assert nodes[1]["command"] == ["./qdrant", "--uri", "http://qdrant-1:6335"]
+    for node in (nodes[2], nodes[3]):
+        assert node["command"] == ["./qdrant", "--bootstrap", "http://qdrant-1:6335"]
+        assert node["depends_on"]["qdrant-1"]["condition"] == "service_healthy"
+    volumes = [n["volumes"][0].split(":")[0] for n in nodes.values()]
+    assert len(set(volumes)) == 3  # each node its own storage
+    published = [p.split(":")[0] for n in nodes.values() for p in n.get("ports", [])]
+    assert "6333" not in published and "6335" not in " ".join(published)
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_config_validates_with_the_cluster_profile():
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "--profile", "cluster", "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr

@@ -93,6 +93,26 @@ class Retry:
         return [min(self.first_delay_s * 2**i, self.max_delay_s) for i in range(self.attempts - 1)]
 
 
+@dataclass(frozen=True)
+class ServerCollection:
+    """How a new collection is laid out on a Qdrant server or cluster; the embedded engines
+    (one process, one machine) ignore it. Unset fields keep the server's defaults. Applied when
+    the collection is created: an existing collection keeps its layout.
+
+    ``shard_number`` spreads the points over nodes (a few per node lets a cluster grow by
+    moving shards), ``replication_factor`` keeps that many copies of each shard,
+    ``write_consistency_factor`` is how many of them confirm a write; ``on_disk_vectors`` memory-
+    maps the float vectors and ``quantization="int8"`` keeps an int8 copy in RAM for searching
+    (results rescored on the originals), about a quarter of the float vectors' memory.
+    """
+
+    shard_number: int | None = None
+    replication_factor: int | None = None
+    write_consistency_factor: int | None = None
+    on_disk_vectors: bool = False
+    quantization: str = "none"  # "none" | "int8"
+
+
 class EmbedderMismatch(RuntimeError):
     """Vectors or a query from one embedder met a collection built by another."""
 
@@ -269,19 +289,26 @@ def open_store(
     backend: str = "edge",
     collection: str = "audiorag",
     retry: Retry | None = None,
+    layout: ServerCollection | None = None,
 ) -> VectorStore:
     """Open (creating if needed) the collection for ``embedder``.
 
     ``url`` set → qdrant-client against that server. Otherwise ``backend`` picks the embedded
     engine: ``"edge"`` (default, Qdrant Edge in ``path``) or ``"local"`` (qdrant-client local mode
     in ``path``, or in memory when ``path`` is None). A server that does not answer is retried
-    as ``retry`` says, then refused with :class:`StoreUnavailable`.
+    as ``retry`` says, then refused with :class:`StoreUnavailable`. ``layout`` (shards,
+    replicas, on-disk vectors, quantisation) applies to a collection created on a server only.
     """
     if url:
         from index.store.client import ClientStore
 
         return ClientStore.connect(
-            embedder, url=url, api_key=api_key, collection=collection, retry=retry or Retry()
+            embedder,
+            url=url,
+            api_key=api_key,
+            collection=collection,
+            retry=retry or Retry(),
+            layout=layout,
         )
     if backend == "edge":
         if path is None:

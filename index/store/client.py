@@ -39,6 +39,7 @@ from index.store import (
     Point,
     Range,
     Retry,
+    ServerCollection,
     StoreUnavailable,
     VectorQuery,
     check_embedder,
@@ -66,12 +67,14 @@ class ClientStore:
         is_local: bool,
         url: str = "",
         retry: Retry | None = None,
+        layout: ServerCollection | None = None,
     ) -> None:
         self.client = client
         self.embedder = embedder
         self.collection = collection
         self.is_local = is_local
         self.url = url
+        self.layout = layout
         self.retry = retry or Retry(attempts=1)  # local mode: nothing to wait for
         self._call(self._ensure_collection)
 
@@ -102,19 +105,29 @@ class ClientStore:
         api_key: str | None = None,
         collection: str = "audiorag",
         retry: Retry | None = None,
+        layout: ServerCollection | None = None,
     ) -> ClientStore:
-        """Open (creating if needed) ``collection`` on the Qdrant server at ``url``; retried
-        as ``retry`` says, then :class:`StoreUnavailable` naming the URL."""
+        """Open (creating if needed, laid out as ``layout`` says) ``collection`` on the Qdrant
+        server at ``url``; retried as ``retry`` says, then :class:`StoreUnavailable` naming
+        the URL."""
         client = QdrantClient(url=url, api_key=api_key, check_compatibility=False)
-        return cls._open(client, embedder, collection, is_local=False, url=url, retry=retry)
+        return cls._open(
+            client, embedder, collection, is_local=False, url=url, retry=retry, layout=layout
+        )
 
     @classmethod
     def local(
-        cls, embedder: Embedder, *, path: Path | None = None, collection: str = "audiorag"
+        cls,
+        embedder: Embedder,
+        *,
+        path: Path | None = None,
+        collection: str = "audiorag",
+        layout: ServerCollection | None = None,
     ) -> ClientStore:
-        """qdrant-client local mode in folder ``path``, or in memory when ``path`` is None."""
+        """qdrant-client local mode in folder ``path``, or in memory when ``path`` is None
+        (``layout`` is passed on to it; local mode keeps on-disk flags and drops the rest)."""
         client = QdrantClient(path=str(path)) if path else QdrantClient(location=":memory:")
-        return cls._open(client, embedder, collection, is_local=True)
+        return cls._open(client, embedder, collection, is_local=True, layout=layout)
 
     @classmethod
     def _open(
@@ -126,9 +139,18 @@ class ClientStore:
         is_local: bool,
         url: str = "",
         retry: Retry | None = None,
+        layout: ServerCollection | None = None,
     ) -> ClientStore:
         try:
-            return cls(client, embedder, collection, is_local=is_local, url=url, retry=retry)
+            return cls(
+                client,
+                embedder,
+                collection,
+                is_local=is_local,
+                url=url,
+                retry=retry,
+                layout=layout,
+            )
         except BaseException:
             client.close()  # a refused open must not keep local mode's folder lock
             raise
@@ -144,11 +166,8 @@ class ClientStore:
             }
             self.client.create_collection(
                 self.collection,
-                vectors_config={
-                    name: models.VectorParams(size=self.embedder.dim, distance=COSINE)
-                    for name in VECTOR_NAMES
-                },
                 metadata={METADATA_KEY: record},
+                **create_collection_kwargs(self.embedder.dim, self.layout),
             )
         self._ensure_payload_indexes()
 
@@ -298,6 +317,34 @@ class ClientStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def create_collection_kwargs(dim: int, layout: ServerCollection | None) -> dict[str, Any]:
+    """The layout of a new collection as ``create_collection`` arguments: two cosine vectors
+    of ``dim``, and from ``layout`` shards, replicas, write consistency, on-disk vectors and
+    int8 scalar quantisation kept in RAM (unset fields: the server's defaults).
+
+    >>> sorted(create_collection_kwargs(4, ServerCollection(shard_number=6)))
+    ['shard_number', 'vectors_config']
+    """
+    layout = layout or ServerCollection()
+    on_disk = True if layout.on_disk_vectors else None
+    kwargs: dict[str, Any] = {
+        "vectors_config": {
+            name: models.VectorParams(size=dim, distance=COSINE, on_disk=on_disk)
+            for name in VECTOR_NAMES
+        }
+    }
+    for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+        if getattr(layout, name) is not None:
+            kwargs[name] = getattr(layout, name)
+    if layout.quantization == "int8":
+        kwargs["quantization_config"] = models.ScalarQuantization(
+            scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, always_ram=True)
+        )
+    elif layout.quantization != "none":
+        raise ValueError(f"unknown quantization {layout.quantization!r}: use 'none' or 'int8'")
+    return kwargs
 
 
 def _search_params(*, filtered: bool, exact: bool) -> models.SearchParams:
