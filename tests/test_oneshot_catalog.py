@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import soundfile as sf
-from transformers import ClapAudioConfig, ClapConfig, ClapTextConfig
+from transformers import ClapAudioConfig, ClapConfig, ClapTextConfig, RobertaTokenizer
 
 from audiorag.democatalog.augment import (
     codec_round_trip,
@@ -172,3 +172,14 @@ def test_training_on_one_shots_with_recording_augmentation(oneshot_catalog, tmp_
     state = json.loads((tmp_path / "run" / "checkpoint" / "summary.json").read_text())
     assert state["items"] == summary.items
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+    # Fine-tuning a trained folder keeps its tokenizer and starts from its weights.
+    tuned = train_clap(
+        oneshot_catalog, tmp_path / "tuned", epochs=1, batch_size=4, seed=2, views=2,
+        progress=False, init_from=tmp_path / "run",
+    )  # fmt: skip
+    assert tuned.steps == 2 and np.isfinite(tuned.epoch_losses).all()
+    vocabularies = [
+        RobertaTokenizer.from_pretrained(tmp_path / name).get_vocab() for name in ("run", "tuned")
+    ]
+    assert vocabularies[0] == vocabularies[1]

@@ -45,6 +45,12 @@ def train_clap_command(
             "noise, MP3/OGG, speed)."
         ),
     ] = False,
+    init_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True, file_okay=False, help="Fine-tune this CLAP folder instead of a new one."
+        ),
+    ] = None,
 ) -> None:
     """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder.
     Catalogs may be demo loops or one-shots (audiorag.democatalog.oneshots)."""
@@ -61,6 +67,7 @@ def train_clap_command(
         resume=resume,
         timbre_augment=timbre_augment,
         record_augment=record_augment,
+        init_from=init_from,
     )
     console.print(
         f"[green]trained on {summary.items} stems for {summary.epochs} epochs "

@@ -656,6 +656,7 @@ def train_clap(
     config: Callable[[int], ClapConfig] = small_clap_config,
     timbre_augment: bool = False,
     record_augment: bool = False,
+    init_from: Path | None = None,
 ) -> TrainSummary:
     """Train a CLAP on ``catalog``'s stems and captions; save it as a model folder in ``out``.
 
@@ -666,7 +667,8 @@ def train_clap(
     epoch. ``timbre_augment`` adds :func:`augment`'s random EQ curve and reverb tail;
     ``record_augment`` passes every cached view but the first through a random recording chain
     (:func:`audiorag.democatalog.augment.recording_chain`). Catalogs may mix loops and one-shots
-    (``audiorag.democatalog.oneshots``).
+    (``audiorag.democatalog.oneshots``). ``init_from`` fine-tunes a trained CLAP folder (its
+    weights, config and tokenizer; no text warm-up) instead of starting from scratch.
     """
     started = time.perf_counter()
     out, catalogs = Path(out), catalog_list(catalog)
@@ -682,6 +684,8 @@ def train_clap(
         hparams["timbre_augment"] = True
     if record_augment:
         hparams["record_augment"] = True
+    if init_from is not None:
+        hparams["init_from"] = str(Path(init_from).resolve())
 
     checkpoint = out / CHECKPOINT_DIR
     # Read first, so a run with other settings fails before minutes of feature extraction.
@@ -689,7 +693,11 @@ def train_clap(
     parts = [load_items(path) for path in catalogs]
     items = [item for part in parts for item in part]
     batch_size = min(batch_size, len(items))
-    tokenizer = build_tokenizer(items, out, seed)
+    if init_from is not None:
+        tokenizer = RobertaTokenizer.from_pretrained(init_from)
+        tokenizer.save_pretrained(out)
+    else:
+        tokenizer = build_tokenizer(items, out, seed)
     extractor = ClapFeatureExtractor(truncation="rand_trunc", padding="repeatpad")
     features = torch.cat([
         cached_features(
@@ -702,7 +710,10 @@ def train_clap(
     groups = torch.tensor([group_names.index(item.group) for item in items])
 
     torch.manual_seed(seed)
-    model = ClapModel(config(len(tokenizer))).to(device)
+    if init_from is not None:
+        model = ClapModel.from_pretrained(init_from, local_files_only=True).to(device)
+    else:
+        model = ClapModel(config(len(tokenizer))).to(device)
     optimizer = make_optimizer(model, lr)
     steps_per_epoch = len(items) // batch_size
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_schedule(epochs * steps_per_epoch))
@@ -714,7 +725,7 @@ def train_clap(
         scheduler.load_state_dict(state["scheduler"])
         first_epoch, epoch_losses = state["epoch"], list(state["epoch_losses"])
         say(console, f"resuming from {checkpoint} after epoch {first_epoch}/{epochs}")
-    else:
+    elif init_from is None:
         with progress_bar(console, "text warm-up", text_warmup_steps) as advance:
             warm_up_text_tower(
                 model, tokenizer, items, groups, steps=text_warmup_steps, lr=lr, seed=seed,
