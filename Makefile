@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   ?= data/demo
 
-.PHONY: demo test env lint bench clean chromium postgresql
+.PHONY: demo test env lint bench clean chromium postgresql real-eval
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/index_throughput.py
 	$(BIN)/python bench/search_latency.py
+
+# The held-out REAL-audio set (Debian's hydrogen-drumkits + freepats, fetched with apt-get download,
+# unpacked, never installed) and the bundled CLAP's measures on it; not part of `make test`.
+REAL ?= data/real-heldout
+real-eval: $(STAMP)
+	$(BIN)/python bench/real_audio/build.py --out $(REAL)
+	$(BIN)/audiorag eval retrieval --real $(REAL)
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
