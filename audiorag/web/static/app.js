@@ -580,6 +580,8 @@ function renderSettings() {
     strength: num("strength"),
   };
   if (f.negative_prompt.value.trim()) body.negative_prompt = f.negative_prompt.value.trim();
+  const roles = f.roles.value.split(",").map((r) => r.trim()).filter(Boolean);
+  if (roles.length) body.roles = roles;
   return body;
 }
 
@@ -914,6 +916,7 @@ function manifestView(t, open) {
       h("dt", {}, "Model"), h("dd.mono", {}, `${m.model?.id || "—"}${m.model?.weights_sha256 ? " · " + String(m.model.weights_sha256).slice(0, 10) : ""}`),
       m.watermark?.scheme ? [h("dt", {}, "Watermark"), h("dd.mono", {}, `${m.watermark.scheme} · ${m.watermark.payload}`)] : null,
       h("dt", {}, "Created"), h("dd", {}, m.created_at || "—")),
+    stackView(m.stack),
     h("div.mf-label", {}, `Seeding items (${seeds.length})`),
     seeds.length
       ? h("table.seeds", {},
@@ -934,6 +937,24 @@ function manifestView(t, open) {
       : h("p.muted.small", {}, "No catalog items seeded this take (text only)."),
     h("details.raw", {}, h("summary", {}, "Raw JSON"), h("pre", {}, JSON.stringify(m, null, 2))));
   return d;
+}
+
+// The seed stack: one item per role, how it was aligned, and the best candidates left out.
+function stackView(stack) {
+  if (!stack) return null;
+  const tg = stack.target || {};
+  const align = (a) => (a ? [a.tempo !== "n/a" ? `tempo ${a.tempo} ×${a.tempo_ratio}` : null, a.key !== "n/a" ? `key ${a.key}${a.semitones ? ` ${a.semitones > 0 ? "+" : ""}${a.semitones} st` : ""}` : null].filter(Boolean).join(" · ") : "");
+  return h("div.mf-section.stack", {},
+    h("div.mf-label", {}, `Stack by role (${stack.roles_from || "—"}) · ${tg.bpm ? fmtBpm(tg.bpm) + " bpm" : "free tempo"} · ${tg.key || "any key"}`),
+    h("table.seeds.stack-roles", {},
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "Chosen"), h("th", { scope: "col" }, "Left out"))),
+      h("tbody", {}, ...(stack.roles || []).map((r) => h("tr", { dataset: { role: r.role } },
+        h("td", {}, h("div", {}, r.role), h("div.small.muted", {}, (r.families || []).join(", "))),
+        h("td", {}, r.chosen
+          ? [h("div", {}, (r.chosen.path || r.chosen.id).split("/").pop(), r.chosen.pinned ? h("span.badge.pin-badge", {}, "pinned") : null),
+            h("div.small.muted", {}, align(r.chosen.alignment))]
+          : h("span.muted.small", {}, r.reason || "empty")),
+        h("td.small.muted", {}, ...(r.rejected || []).map((x) => h("div", { title: x.reason }, `${(x.path || x.id).split("/").pop()}: ${x.reason}`))))))));
 }
 
 function updateTakeProgress(job) {
