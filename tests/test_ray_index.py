@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +161,51 @@ def test_a_ray_worker_that_segfaults_costs_only_its_own_item(
         assert store.count() == 5
     finally:
         store.close()
+
+
+def test_cli_index_ray_alone_or_with_an_address(tmp_path):
+    """A bare ``--ray`` means Ray on this machine; an address after it is kept."""
+    import typer
+
+    from audiorag.cli.app import app
+
+    command = typer.main.get_command(app).commands["index"]
+
+    def ray_option(*args: str) -> str | None:
+        return command.make_context("index", [str(tmp_path), *args]).params["ray"]
+
+    assert ray_option() is None
+    assert ray_option("--ray") == "local"
+    assert ray_option("--ray", "--workers", "1") == "local"
+    assert ray_option("--ray", "auto") == "auto"
+    assert ray_option("--ray=ray://head:10001") == "ray://head:10001"
+
+
+def test_cli_index_with_ray_reports_like_the_local_run(
+    ray_cluster, tmp_path, demo_catalog, tiny_clap_folder, monkeypatch
+):
+    """``audiorag index DIR --ray`` in-process: it joins the cluster this process is connected
+    to, indexes the folder and writes the same report shape as a local run."""
+    from typer.testing import CliRunner
+
+    from audiorag.cli.app import app
+    from audiorag.settings import get_settings
+
+    catalog = Path(shutil.copytree(demo_catalog, tmp_path / "catalog"))
+    rows = (catalog / "licences.jsonl").read_text().splitlines()[:4]
+    (catalog / "licences.jsonl").write_text("\n".join(rows) + "\n")
+    monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("AUDIORAG_CLAP_MODEL", str(tiny_clap_folder))
+    get_settings.cache_clear()
+    try:
+        report = tmp_path / "report.json"
+        result = CliRunner().invoke(
+            app, ["index", str(catalog), "--ray", "--report", str(report), "--catalog", "c"]
+        )
+        assert result.exit_code == 0, result.output
+        data = json.loads(report.read_text())
+        assert data["counts"]["indexed"] == 4 and data["counts"]["failed"] == 0
+        assert data["stage_seconds"]["embed"] > 0
+        assert ray.is_initialized()  # the session it joined is left to its owner
+    finally:
+        get_settings.cache_clear()

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from audiorag.cli.common import RichProgress, components, console, progress_bar
 from audiorag.cli.convert import convert_app
@@ -64,7 +65,22 @@ def catalog_demo(
 # --- index --------------------------------------------------------------------------------------
 
 
-@app.command("index")
+class IndexCommand(TyperCommand):
+    """``--ray`` may stand alone (Ray on this machine) or take an address. Typer options always
+    take a value, so a bare ``--ray`` (last, or followed by another option) is read as
+    ``--ray=local``."""
+
+    def parse_args(self, ctx, args: list[str]) -> list[str]:
+        args = [
+            "--ray=local"
+            if arg == "--ray" and (i + 1 == len(args) or args[i + 1].startswith("-"))
+            else arg
+            for i, arg in enumerate(args)
+        ]
+        return super().parse_args(ctx, args)
+
+
+@app.command("index", cls=IndexCommand)
 def index_command(
     folder: Annotated[Path, typer.Argument(exists=True, file_okay=False, help="Catalog folder.")],
     catalog: Annotated[
@@ -76,6 +92,16 @@ def index_command(
     report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     prune: Annotated[bool, typer.Option(help="Remove points of files no longer present.")] = False,
     workers: Annotated[int | None, typer.Option(help="Decode/analysis processes.")] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="[ADDRESS]",
+            help="Index on Ray (after the folder): alone → Ray started on this machine with "
+            "--workers CPUs; or a cluster address (auto, host:6379, ray://host:10001). "
+            "Default: AUDIORAG_RAY_ADDRESS, else the local process pool.",
+        ),
+    ] = None,
 ) -> None:
     """Index a catalog folder: licence check, analysis, CLAP embeddings, upsert."""
     from index.store import StoreUnavailable
@@ -84,7 +110,13 @@ def index_command(
     settings = get_settings()
     try:
         result = run_index(
-            settings, folder, catalog=catalog, manifest=manifest, prune=prune, workers=workers
+            settings,
+            folder,
+            catalog=catalog,
+            manifest=manifest,
+            prune=prune,
+            workers=workers,
+            ray_address=ray,
         )
     except (StoreInUse, StoreUnavailable) as err:  # another run holds it / the server is down
         console.print(f"[red]{err}")
@@ -104,8 +136,10 @@ def run_index(
     manifest: Path | None = None,
     prune: bool = False,
     workers: int | None = None,
+    ray_address: str | None = None,
 ) -> IngestReport:
-    """Index ``folder`` with the configured components; the CLI's index and demo share it."""
+    """Index ``folder`` with the configured components; the CLI's index and demo share it.
+    ``ray_address`` (or the ``ray_address`` setting) runs the per-file work on Ray."""
     from index.ingest import Indexer
     from index.manifest import Manifest, find_manifest, load_manifest
 
@@ -118,22 +152,53 @@ def run_index(
         loaded = Manifest()
     else:
         loaded = load_manifest(manifest_path)
+    address = ray_address or settings.ray_address
+    workers = settings.workers if workers is None else workers
     embedder, store = components(settings)
     try:
-        with progress_bar() as progress:
-            indexer = Indexer(
-                store,
-                embedder,
-                workers=settings.workers if workers is None else workers,
-                batch_size=settings.embed_batch_size,
-                progress=RichProgress(progress),
-            )
+        with progress_bar() as progress, _ray_or_not(address, workers):
+            options = {
+                "workers": workers,
+                "batch_size": settings.embed_batch_size,
+                "progress": RichProgress(progress),
+            }
+            if address:
+                indexer = _ray_indexer(settings, store, embedder, **options)
+            else:
+                indexer = Indexer(store, embedder, **options)
             name = catalog or folder.resolve().name
             report = indexer.run(folder, catalog=name, manifest=loaded, prune=prune)
         CatalogRoots(settings.data_dir).set(name, folder)
         return report
     finally:
         store.close()
+
+
+def _ray_or_not(address: str | None, workers: int):
+    """A Ray session for the run when an address is given (a local one gets ``workers`` CPUs
+    for decoding and one for the embedding actor), else nothing."""
+    from contextlib import nullcontext
+
+    if not address:
+        return nullcontext()
+    try:
+        from index.distributed import ray_session
+    except ImportError as err:
+        console.print("[red]indexing on Ray needs ray: pip install 'audiorag[scale]'")
+        raise typer.Exit(1) from err
+    return ray_session(address, num_cpus=max(1, workers) + 1)
+
+
+def _ray_indexer(settings: Settings, store, embedder, **options):
+    from audiorag.components import clap_source
+    from index.distributed import EmbedderSource, RayIndexer
+
+    source = EmbedderSource(
+        str(clap_source(settings)), settings.clap_revision, settings.embed_batch_size
+    )
+    return RayIndexer(
+        store, embedder, source=source, embed_actors=settings.ray_embed_actors, **options
+    )
 
 
 def _print_report(report: IngestReport) -> None:
