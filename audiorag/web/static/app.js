@@ -946,12 +946,12 @@ function stackView(stack) {
   const align = (a) => (a ? [a.tempo !== "n/a" ? `tempo ${a.tempo} ×${a.tempo_ratio}` : null, a.key !== "n/a" ? `key ${a.key}${a.semitones ? ` ${a.semitones > 0 ? "+" : ""}${a.semitones} st` : ""}` : null].filter(Boolean).join(" · ") : "");
   return h("div.mf-section.stack", {},
     h("div.mf-label", {}, `Stack by role (${stack.roles_from || "—"}) · ${tg.bpm ? fmtBpm(tg.bpm) + " bpm" : "free tempo"} · ${tg.key || "any key"}`),
-    h("table.seeds.stack-roles", {},
+    h("table.stack-roles", {},
       h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Role"), h("th", { scope: "col" }, "Chosen"), h("th", { scope: "col" }, "Left out"))),
       h("tbody", {}, ...(stack.roles || []).map((r) => h("tr", { dataset: { role: r.role } },
         h("td", {}, h("div", {}, r.role), h("div.small.muted", {}, (r.families || []).join(", "))),
         h("td", {}, r.chosen
-          ? [h("div", {}, (r.chosen.path || r.chosen.id).split("/").pop(), r.chosen.pinned ? h("span.badge.pin-badge", {}, "pinned") : null),
+          ? [h("div", {}, (r.chosen.path || r.chosen.id).split("/").pop(), r.chosen.pinned ? h("span.badge", {}, "pinned") : null),
             h("div.small.muted", {}, align(r.chosen.alignment))]
           : h("span.muted.small", {}, r.reason || "empty")),
         h("td.small.muted", {}, ...(r.rejected || []).map((x) => h("div", { title: x.reason }, `${(x.path || x.id).split("/").pop()}: ${x.reason}`))))))));
