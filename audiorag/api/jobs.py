@@ -99,6 +99,10 @@ class Draining(Exception):
         self.retry_after = retry_after
 
 
+class PublishError(RuntimeError):
+    """The take was written locally but could not be copied to the shared storage."""
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -128,6 +132,7 @@ class JobQueue:
         workers: int,
         metrics: Metrics,
         ready: threading.Event | None = None,
+        publish: Callable[[str, Path], str] | None = None,
         heartbeat_s: float = 5.0,
         stale_s: float = 30.0,
         poll_s: float = 0.5,
@@ -138,6 +143,7 @@ class JobQueue:
         self._runner = runner  # called per job: the orchestrator loads after the app starts
         self._build_request = build_request
         self._out_dir = out_dir
+        self._publish = publish  # (tenant, take folder) → its shared copy's URL
         self._maxsize = maxsize  # queued jobs in the shared table before submissions get 429
         self._workers = workers
         self._heartbeat_s = heartbeat_s
@@ -318,6 +324,11 @@ class JobQueue:
             # A fresh hidden folder per try, renamed into place when complete: a job run again
             # after its worker died never writes into the take the first try began.
             take = runner.generate(request, out_dir, progress=progress, cancel=cancel)
+            if self._publish is not None:
+                try:
+                    self._publish(row["tenant"], take.folder)
+                except Exception as err:
+                    raise PublishError(f"could not publish the take: {err}") from err
         except Exception as err:
             self._finish_failed(job_id, err, cancelled=cancel.is_set(), out_dir=out_dir)
         else:
@@ -346,6 +357,9 @@ class JobQueue:
             return
         if cancelled:
             status, message = "cancelled", None
+        elif isinstance(err, PublishError):  # shared storage refused it: say so
+            log.error("job %s: publishing its take failed", job_id, exc_info=err)
+            status, message = "failed", str(err)
         elif isinstance(err, ValueError):  # GenerationError: the message says what to change
             status, message = "failed", str(err)
         elif _write_error(err):

@@ -62,6 +62,15 @@ def check_provenance(settings: Settings) -> None:
     )
 
 
+def _publisher(storage_url: str | None):
+    """Copies finished takes to the shared storage (None: takes stay local)."""
+    if not storage_url:
+        return None
+    from audiorag.api.storage import publish_take
+
+    return lambda tenant, folder: publish_take(storage_url, tenant, folder)
+
+
 class Service:
     def __init__(self, settings: Settings, *, orchestrator: Generates | None = None) -> None:
         check_deployment(settings)
@@ -83,6 +92,7 @@ class Service:
             workers=settings.api_generation_workers,
             metrics=self.metrics,
             ready=self.models.ready,
+            publish=_publisher(settings.storage_url),
             heartbeat_s=settings.job_heartbeat_s,
             stale_s=settings.job_stale_s,
         )
