@@ -77,6 +77,7 @@ __all__ = [
 
 DEFAULT_STRENGTH = 0.6  # audio-to-audio: enough noise to re-imagine, enough init to keep style
 MAX_TOP_K = 16
+DEEPER = 2  # a role nothing in its top few fits is looked for this many times deeper
 
 
 @dataclass(frozen=True)
@@ -298,23 +299,22 @@ class Orchestrator:
             pinned_families=[s.family for s in pinned],
             limit=request.top_k,
         )
+        depth = depth_for(len(roles))
         query = SearchRequest(
             text=request.prompt,
             like=request.like,
             catalogs=request.catalogs,
             genre=request.genre,
             uses=(SEED_USE,),
-            limit=depth_for(len(roles)),
+            limit=depth * DEEPER,
         )
         try:
-            hits = retrieve_roles(
-                self.store, self.embedder, query, roles, depth=depth_for(len(roles))
-            )
+            hits = retrieve_roles(self.store, self.embedder, query, roles, depth=depth * DEEPER)
         except SearchError as err:
             raise GenerationError(str(err)) from err
         taken = {s.id for s in pinned}
         payloads = {hit.id: hit.payload for role_hits in hits for hit in role_hits}
-        slots = [
+        deep = [
             Slot(
                 role,
                 tuple(
@@ -323,25 +323,29 @@ class Orchestrator:
             )
             for role, role_hits in zip(roles, hits, strict=True)
         ]
-        holders = {c.holder for slot in slots for c in slot.candidates if c.holder}
+        holders = {c.holder for slot in deep for c in slot.candidates if c.holder}
         solve_with = partial(
             solve,
-            slots,
             pinned=[Candidate.of(s.id, s.score, s.payload, pinned=True) for s in pinned],
             bpm=request.bpm,
             key=request.key,
             mode=prompt_mode(request.prompt),
             prefer_holder=self._named_holder(request.prompt, holders),
         )
-        stack = solve_with()
-        if (request.bpm or request.key) and len(stack.chosen) < len(pinned) + sum(
-            1 for slot in slots if slot.candidates
-        ):
+        fillable = len(pinned) + sum(1 for slot in deep if slot.candidates)
+        stack = solve_with([Slot(slot.role, slot.candidates[:depth]) for slot in deep])
+        if len(stack.chosen) < fillable:
+            # A role left empty: nothing in its top few fits the rest. Look deeper in the same
+            # hits (no second store call) before giving it up.
+            deeper = solve_with(deep)
+            if len(deeper.chosen) > len(stack.chosen):
+                stack = deeper
+        if (request.bpm or request.key) and len(stack.chosen) < fillable:
             # The user's own tempo/key may lie beyond the catalog's reach: stretch or shift as
             # far as it takes (every seed is still aligned to the one target) before leaving a
             # role empty.
             relaxed = STRICT.relaxed(tempo=bool(request.bpm), key=bool(request.key))
-            wider = solve_with(limits=relaxed)
+            wider = solve_with(deep, limits=relaxed)
             if len(wider.chosen) > len(stack.chosen):
                 stack = wider
         seeds = [Seed(c.id, payloads[c.id], c.score) for c in stack.chosen if not c.pinned]
