@@ -16,7 +16,13 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -222,6 +228,33 @@ def single_threaded_children() -> Iterator[None]:
                 os.environ[name] = value
 
 
+# The driver hashes every file it plans (the point id is catalog + content hash): threads read
+# and hash in parallel (hashlib and file reads release the GIL), which matters at 10^6 files and
+# on network storage, where one file at a time leaves the disks and the network idle.
+HASH_THREADS = min(8, os.cpu_count() or 1)
+
+
+def _hash_licensed(
+    scanned: list[Path | Problem], root: Path, manifest: Manifest
+) -> dict[Path, str | OSError]:
+    """The content hash (or the OSError that stopped it) of every scanned file that planning
+    will need: an indexable kind with a licence entry."""
+    wanted = [
+        p
+        for p in scanned
+        if isinstance(p, Path) and kind_of(p) and manifest.get(_shown(p, root)) is not None
+    ]
+
+    def sha(path: Path) -> str | OSError:
+        try:
+            return file_sha256(path)
+        except OSError as err:
+            return err
+
+    with ThreadPoolExecutor(HASH_THREADS) as pool:
+        return dict(zip(wanted, pool.map(sha, wanted), strict=True))
+
+
 # --- payloads -----------------------------------------------------------------------------------
 
 
@@ -320,7 +353,9 @@ class Indexer:
         wanted: dict[str, str] = {}  # point id → the path that keeps it
         ignore = [manifest.source] if manifest.source else []
         on_disk: set[str] = set()
-        for path in scan_files(root, ignore=ignore):
+        scanned = list(scan_files(root, ignore=ignore))
+        hashes = _hash_licensed(scanned, root, manifest)
+        for path in scanned:
             if isinstance(path, Problem):  # a symlink out of the folder, a loop, a bad folder
                 on_disk.add(path.path)
                 bucket = report.failed if path.code is ProblemReason.UNREADABLE else report.skipped
@@ -356,9 +391,9 @@ class Indexer:
                     Problem(relative, "no licence entry in the manifest", ProblemReason.NO_LICENCE)
                 )
                 continue
-            try:
-                sha = file_sha256(path)
-            except OSError as err:
+            sha = hashes[path]
+            if isinstance(sha, OSError):
+                err = sha
                 report.failed.append(
                     Problem(
                         relative, f"unreadable: {err.strerror or err}", ProblemReason.UNREADABLE
