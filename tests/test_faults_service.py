@@ -151,7 +151,10 @@ def test_jobs_cut_off_by_a_second_signal_run_on_the_next_start(deployment, tmp_p
     headers = deployment["headers"]
     with running_server(deployment["env"], tmp_path / "first.log") as server:
         with httpx.Client(base_url=server.url, timeout=30) as client:
-            ids = [_submit(client, headers, seed=n, steps=40).json()["id"] for n in range(3)]
+            # The first job is long enough that the second signal surely cuts it off mid-render,
+            # however slow or fast the machine (40 steps could finish during the drain).
+            steps = (400, 40, 40)
+            ids = [_submit(client, headers, seed=n, steps=steps[n]).json()["id"] for n in range(3)]
             deadline = time.monotonic() + 60
             while client.get(f"/v1/jobs/{ids[0]}", headers=headers).json()["status"] != "running":
                 assert time.monotonic() < deadline
