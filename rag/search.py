@@ -149,7 +149,7 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
         text_vector = embedder.embed_text([request.text.strip()])[0]
         queries += [("text→audio", "audio", text_vector), ("text→caption", "text", text_vector)]
     if request.like is not None:
-        queries.append(("clip→audio", "audio", _embed_reference(embedder, request.like)))
+        queries.append(("clip→audio", "audio", embed_reference(embedder, request.like)))
         if not request.include_reference:
             exclude = file_sha256(request.like)
     flt = build_filter(request, exclude_sha256=exclude)
@@ -176,7 +176,8 @@ def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
     return ordered[:limit]
 
 
-def _embed_reference(embedder: ClapEmbedder, path: Path):
+def embed_reference(embedder: ClapEmbedder, path: Path):
+    """The CLAP audio vector of a reference clip, or a SearchError naming what is wrong."""
     if not path.is_file():
         raise SearchError(f"reference clip not found: {path}")
     try:

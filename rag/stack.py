@@ -31,7 +31,7 @@ from index.manifest import allowed_uses, may_seed
 from index.store import Filter, MatchAny, VectorQuery, VectorStore
 from rag.conditioning import UNPITCHED, fold_bpm, semitones_between
 from rag.roles import Role
-from rag.search import SearchHit, SearchRequest, _embed_reference, build_filter, fuse
+from rag.search import SearchHit, SearchRequest, build_filter, embed_reference, fuse
 
 TEMPO_EQUAL = 0.04  # within 4 % (after half/double time) a tempo counts as the same
 MAX_STRETCH = 1.12  # time-stretch beyond ±12 % smears transients: such an item does not fit
@@ -411,7 +411,7 @@ def retrieve_roles(
         text_vector = embedder.embed_text([request.text.strip()])[0]
         queries += [("text→audio", "audio", text_vector), ("text→caption", "text", text_vector)]
     if request.like is not None:
-        queries.append(("clip→audio", "audio", _embed_reference(embedder, request.like)))
+        queries.append(("clip→audio", "audio", embed_reference(embedder, request.like)))
         if not request.include_reference:
             exclude = file_sha256(request.like)
     if not queries or not roles:
