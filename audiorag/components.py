@@ -62,15 +62,14 @@ def clap_source(settings: Settings) -> str | Path:
     return BUNDLED_CLAP
 
 
-def load_embedder(settings: Settings) -> tuple[ClapEmbedder, str | None]:
-    """The configured CLAP embedder, and a notice for the user (None: nothing to say)."""
-    embedder = ClapEmbedder.from_pretrained(
+def load_embedder(settings: Settings) -> ClapEmbedder:
+    """The configured CLAP embedder."""
+    return ClapEmbedder.from_pretrained(
         clap_source(settings),
         revision=settings.clap_revision,
         device=settings.device,
         batch_size=settings.embed_batch_size,
     )
-    return embedder, None
 
 
 def load_store(settings: Settings, embedder: ClapEmbedder) -> VectorStore:
@@ -109,8 +108,8 @@ def generator_source(settings: Settings) -> str | Path:
     return BUNDLED_GENERATOR
 
 
-def load_generator(settings: Settings) -> tuple[Generator, str | None]:
-    """The configured generator, and a notice for the user (None: nothing to say)."""
+def load_generator(settings: Settings) -> Generator:
+    """The configured generator, with the speed and window settings applied."""
     from generation.loading import load_generator as load
 
     generator = load(
@@ -123,7 +122,7 @@ def load_generator(settings: Settings) -> tuple[Generator, str | None]:
     set_window = getattr(generator, "set_window", None)  # Stable Audio Open only
     if set_window is not None:
         set_window(settings.sao_window)
-    return generator, None
+    return generator
 
 
 def speed_up(generator: Generator, settings: Settings) -> None:
@@ -151,10 +150,10 @@ def load_orchestrator(
     from rag.orchestrate import Orchestrator
 
     if embedder is None:
-        embedder, _ = load_embedder(settings)
+        embedder = load_embedder(settings)
     if store is None:
         store = load_store(settings, embedder)
-    generator, notice = load_generator(settings)
+    generator = load_generator(settings)
     watermarker, provenance = _watermarking(settings)
     return Orchestrator(
         store=store,
@@ -164,7 +163,6 @@ def load_orchestrator(
         catalog_roots=CatalogRoots(settings.data_dir),
         watermarker=watermarker,
         provenance=provenance,
-        generator_notice=notice,
     )
 
 

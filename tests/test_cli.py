@@ -67,8 +67,7 @@ def test_default_model_is_the_bundled_one(tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIORAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.delenv("AUDIORAG_CLAP_MODEL", raising=False)
     get_settings.cache_clear()
-    embedder, notice = load_embedder(get_settings())
-    assert notice is None
+    embedder = load_embedder(get_settings())
     assert embedder.embedder.id.startswith("clap-demo@")
     assert not (tmp_path / "data").exists()  # nothing was built or downloaded
     assert embedder.embed_text(["x"]).shape == (1, embedder.embedder.dim)

@@ -294,6 +294,6 @@ def test_the_window_setting_reaches_the_generator_and_its_sampler_record(
     settings = Settings(
         data_dir=tmp_path, generator_model=str(tiny_generator_folder), sao_window="full"
     )
-    gen, _ = load_configured(settings)
+    gen = load_configured(settings)
     assert gen.window == "full"
     assert gen.render(replace(BASE, steps=2)).sampler["window"] == "full"

@@ -178,7 +178,7 @@ def test_the_service_applies_its_speed_setting_and_the_manifest_says_so(
     settings = Settings(
         data_dir=tmp_path, generator_model=str(tiny_generator_folder), render_speed=preset
     )
-    gen, _ = load_configured(settings)
+    gen = load_configured(settings)
     processors = {type(p).__name__ for p in gen.pipe.transformer.attn_processors.values()}
     assert ("FastStableAudioAttnProcessor" in processors) is fused
     recorded = gen.render(BASE).sampler["speed"]

@@ -52,9 +52,7 @@ class Models:
         from audiorag.components import load_embedder, load_store
 
         try:
-            embedder, notice = load_embedder(self.settings)
-            if notice:
-                log.warning(notice)
+            embedder = load_embedder(self.settings)
             self.embedder = embedder
             self.store = LockedStore(load_store(self.settings, embedder))
         except Exception as err:

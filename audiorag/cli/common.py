@@ -48,9 +48,7 @@ class RichProgress:
 def components(settings: Settings):
     from audiorag.components import load_embedder
 
-    embedder, notice = load_embedder(settings)
-    if notice:
-        console.print(f"[yellow]{notice}")
+    embedder = load_embedder(settings)
     return embedder, open_store_or_exit(settings, embedder)
 
 

@@ -112,9 +112,7 @@ def eval_retrieval_command(
     if (catalog is None) == (real is None):
         raise typer.BadParameter("give either --catalog or --real")
     settings = get_settings()
-    embedder, notice = load_embedder(settings)
-    if notice:
-        console.print(f"[yellow]{notice}")
+    embedder = load_embedder(settings)
     scratch = workdir or settings.data_dir / "eval" / ("real" if real else "retrieval")
     with progress_bar() as progress:
         if real is not None:
