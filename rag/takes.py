@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -261,6 +262,36 @@ def write_take(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return Take(take_id, final, files, manifest)
+
+
+ABANDONED_AFTER_S = 3600.0  # a take's files are written in seconds; an hour-old .partial is dead
+
+
+def sweep_partial_takes(out_root: Path, older_than_s: float = ABANDONED_AFTER_S) -> list[Path]:
+    """Remove the hidden ``.partial-*`` folders under ``out_root`` (one level of tenant folders,
+    or the take folder itself) last changed more than ``older_than_s`` seconds ago; the removed.
+
+    :func:`write_take` removes its own partial folder when it fails, but a process killed while
+    writing (kill -9, OOM, power) leaves one behind. Only old ones go: a live writer on another
+    replica sharing the folder finishes within seconds, so age tells abandoned from in progress.
+
+    >>> sweep_partial_takes(Path("/nonexistent"))
+    []
+    """
+    if not out_root.is_dir():
+        return []
+    cutoff = time.time() - older_than_s
+    removed = []
+    for folder in (out_root, *(p for p in out_root.iterdir() if p.is_dir())):
+        for partial in folder.glob(".partial-*"):
+            try:
+                stale = partial.is_dir() and partial.stat().st_mtime < cutoff
+            except FileNotFoundError:  # removed meanwhile by another replica's sweep
+                continue
+            if stale:
+                shutil.rmtree(partial, ignore_errors=True)
+                removed.append(partial)
+    return removed
 
 
 def write_spectrogram(audio: np.ndarray, sample_rate: int, path: Path, title: str = "") -> None:
