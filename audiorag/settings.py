@@ -127,7 +127,10 @@ class Settings(BaseSettings):
         "new ones get 429.",
     )
     api_generation_workers: int = Field(
-        1, ge=1, description="Generation threads per process (one per device)."
+        1,
+        ge=0,
+        description="Generation threads per API process (one per device); 0 → this process "
+        "accepts, polls and cancels jobs but renders none (`audiorag worker` processes do).",
     )
     api_max_search_results: int = Field(100, ge=1)
     # --- past one machine ---
@@ -140,6 +143,19 @@ class Settings(BaseSettings):
         None,
         description="fsspec URL takes are published to once complete (e.g. s3://bucket/takes, "
         "file:///mnt/shared/takes); unset → takes stay in data_dir/takes only.",
+    )
+    render_ray_address: str | None = Field(
+        None,
+        description="Run `audiorag worker` as a Ray actor pool (`--ray [ADDRESS]` overrides): "
+        "'local' starts Ray on this machine, 'auto' joins this node's cluster, or host:6379 / "
+        "ray://host:10001; unset → render threads in the worker process. Separate from "
+        "ray_address (indexing): the two may be different clusters.",
+    )
+    render_ray_actors: int = Field(
+        1,
+        ge=1,
+        description="Render actors on a Ray cluster without GPUs (each holds a loaded generator); "
+        "on a cluster with GPUs there is one actor per GPU.",
     )
     job_heartbeat_s: float = Field(
         5.0, gt=0, description="How often a process stamps the jobs it is rendering."

@@ -2,7 +2,9 @@
 
 A job's *spec* (stored as JSON with the job) holds everything needed to run it again: the merged
 generation settings, the catalogs (as store names, resolved when the job was accepted), the
-pinned item ids and the paths of its uploaded reference clips (kept under data_dir/inputs).
+pinned item ids and its input files: the reference clip and the in-paint source, as local paths
+under data_dir/inputs, or — with shared storage (``AUDIORAG_STORAGE_URL``) — as the URLs they
+were uploaded to when the job was accepted (``api.storage``; a worker fetches them first).
 """
 
 from __future__ import annotations
@@ -37,12 +39,13 @@ def make_spec(
     *,
     catalogs: list[str],
     pinned: list[str],
-    like: Path | None = None,
-    inpaint: Path | None = None,
+    like: Path | str | None = None,
+    inpaint: Path | str | None = None,
     origin: str | None = None,
 ) -> dict[str, Any]:
     """A job's stored spec. ``origin``: how a session take came from its parent ("rerun" or
-    "inpaint"); a re-run of an in-painted take is both an in-paint and a re-run."""
+    "inpaint"); a re-run of an in-painted take is both an in-paint and a re-run. ``like`` and
+    ``inpaint``: a local path, or the URL of a copy on shared storage (kept as it is)."""
     return {
         "settings": {k: v for k, v in settings.items() if k in SETTING_FIELDS and v is not None},
         "catalogs": list(catalogs),

@@ -1,5 +1,16 @@
-"""Generation jobs: a queue kept in the metadata database, run by worker threads in every API
-process — one process, or many replicas sharing PostgreSQL (``AUDIORAG_DATABASE_URL``).
+"""Generation jobs: a queue kept in the metadata database, run by render threads — in every API
+process (``AUDIORAG_API_GENERATION_WORKERS``), in ``audiorag worker`` processes, or in Ray actors
+(``audiorag worker --ray``) — all sharing one table: SQLite for one process, PostgreSQL for many
+(``AUDIORAG_DATABASE_URL``).
+
+Two halves, one code path each:
+
+* :class:`JobQueue` — an API process's part: accept a job (429 + Retry-After when the shared
+  queue is full, 503 while draining), cancel one. It embeds a :class:`RenderWorker`, with 0
+  threads when the API renders nothing itself.
+* :class:`RenderWorker` — what renders: threads that claim the oldest queued job, run it with the
+  orchestrator, publish and record the take; and a heartbeat. ``audiorag worker`` and each Ray
+  actor run exactly this class.
 
 A job's row is its truth (status, progress, result, error, the worker running it), so any
 process answers for any job and nothing lives only in memory. Workers *claim* the oldest queued
@@ -7,19 +18,21 @@ job with one atomic UPDATE (``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two wo
 one job. A full queue (queued rows in the shared table) refuses new work at once (429 +
 Retry-After) instead of letting waits grow unbounded.
 
-A running job's worker stamps a heartbeat on its row every few seconds. Every process also looks
-for running jobs whose heartbeat has gone stale (their process died: kill -9, OOM, a lost
-machine): such a job goes back to the queue once, and fails with the reason the second time —
-never lost, and, since every render writes a fresh hidden take folder renamed into place only
-when complete, never rendered twice into one take.
+A running job's worker stamps a heartbeat on its row every few seconds. Every process (API or
+worker) also looks for running jobs whose heartbeat has gone stale (their process died: kill -9,
+OOM, a lost machine): such a job goes back to the queue once, and fails with the reason the
+second time — never lost, and, since every render writes a fresh hidden take folder renamed into
+place only when complete, never rendered twice into one take.
 
 Cancelling sets the job's ``cancel_requested`` flag; a queued job is cancelled at once, a
 running one sees the flag at its next step (its progress write reads it back) or at the next
-heartbeat — which works whichever replica took the DELETE.
+heartbeat — which works whichever process took the DELETE.
 
 Stopping is durable: :meth:`JobQueue.drain` refuses new work (503 + Retry-After) while queued
 jobs still run; at :meth:`JobQueue.stop` a job cut off mid-render goes back to ``queued`` (the
-try does not count) and queued ones stay queued — the next start, or another replica, runs them.
+try does not count) and queued ones stay queued — the next start, or another process, runs them.
+A standalone worker drains by claiming nothing new (:meth:`RenderWorker.drain`) while its
+running jobs finish.
 """
 
 from __future__ import annotations
@@ -37,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from audiorag.api.db import Database
 from audiorag.api.metrics import Metrics
 from audiorag.api.repos import jobs as repo
+from audiorag.api.storage import local_inputs
 
 if TYPE_CHECKING:
     from generation.watermark import Watermarker
@@ -46,6 +60,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("queued", "running")
 FINAL = ("succeeded", "failed", "cancelled")
 DRAIN_RETRY_S = 30  # Retry-After while draining: a restart takes about that long
+FIRST_GUESS_S = 30.0  # a render's seconds for Retry-After, before any job has finished
 
 
 class TakeLike(Protocol):
@@ -120,7 +135,15 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-class JobQueue:
+class RenderWorker:
+    """Render threads that run jobs from the shared table, and the heartbeat that keeps their
+    rows alive and re-queues the jobs of workers that died.
+
+    The one code path for rendering: an API process embeds one (``threads`` = its generation
+    workers, possibly 0: then only the heartbeat runs, reaping dead workers' jobs), and
+    ``audiorag worker`` / each Ray actor runs one with the orchestrator it loaded.
+    """
+
     def __init__(
         self,
         db: Database,
@@ -128,8 +151,7 @@ class JobQueue:
         build_request: Callable[[dict[str, Any]], Any],
         *,
         out_dir: Callable[[str], Path],
-        maxsize: int,
-        workers: int,
+        threads: int,
         metrics: Metrics,
         ready: threading.Event | None = None,
         publish: Callable[[str, Path], str] | None = None,
@@ -138,36 +160,31 @@ class JobQueue:
         poll_s: float = 0.5,
     ) -> None:
         self.db = db
-        # Set once the models are loaded: workers take no job before it.
+        # Set once the models are loaded: threads take no job before it.
         self._ready = ready
-        self._runner = runner  # called per job: the orchestrator loads after the app starts
+        self._runner = runner  # called per job: the API's orchestrator loads after it starts
         self._build_request = build_request
         self._out_dir = out_dir
         self._publish = publish  # (tenant, take folder) → its shared copy's URL
-        self._maxsize = maxsize  # queued jobs in the shared table before submissions get 429
-        self._workers = workers
+        self.threads = threads
         self._heartbeat_s = heartbeat_s
         self._stale_s = stale_s  # a running job's heartbeat older than this: its worker died
-        self._poll_s = poll_s  # how often an idle worker looks for jobs other processes queued
+        self._poll_s = poll_s  # how often an idle thread looks for jobs other processes queued
         self.worker_id = worker_name()
+        self.metrics = metrics
         self._threads: list[threading.Thread] = []
         self._running: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)  # a job was submitted here
         self._stopped = threading.Event()
-        self._draining = False
+        self._claiming = True  # False once drained: running jobs finish, no new ones start
         self._stopping = False
-        self._mean_seconds = 30.0  # first guess for Retry-After, refined by finished jobs
-        self.metrics = metrics
 
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the workers and the heartbeat; jobs an earlier run left queued run first."""
-        backlog = repo.count_queued(self.db)
-        if backlog:
-            log.warning("%d job(s) accepted by an earlier run queued again", backlog)
-        for n in range(self._workers):
+        """Start the render threads and the heartbeat."""
+        for n in range(self.threads):
             thread = threading.Thread(target=self._work, name=f"generation-{n}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -176,29 +193,30 @@ class JobQueue:
         self._threads.append(beat)
 
     def drain(self) -> None:
-        """Refuse new jobs from now on (:class:`Draining`); queued ones still run."""
+        """Claim no new job; the running ones finish (queued ones are left to other workers)."""
         with self._lock:
-            self._draining = True
+            self._claiming = False
 
     @property
-    def draining(self) -> bool:
-        return self._draining
+    def busy(self) -> int:
+        """Jobs rendering in this process now."""
+        return len(self._running)
 
     def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is queued (anywhere) or running here (True), or ``timeout``
-        seconds (False)."""
+        """Wait until no job runs here (True), or ``timeout`` seconds (False)."""
         deadline = time.monotonic() + timeout
-        while self._running or repo.count_queued(self.db):
+        while self._running:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.25)
         return True
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop the workers. Queued jobs stay queued in the database; running ones are stopped
-        at their next step and queued again — the next start (or another replica) runs them."""
+        """Stop the threads. Running jobs stop at their next step and are queued again (the
+        try does not count) — another worker, or the next start, runs them."""
         with self._lock:
-            self._draining = self._stopping = True
+            self._claiming = False
+            self._stopping = True
             for event in self._running.values():
                 event.set()
             self._wake.notify_all()
@@ -207,52 +225,19 @@ class JobQueue:
             thread.join(timeout)
         self._threads = []
 
-    @property
-    def depth(self) -> int:
-        """Jobs waiting in the shared table."""
-        return repo.count_queued(self.db)
-
-    # --- submitting and cancelling ----------------------------------------------------------------
-
-    def submit(
-        self,
-        tenant: str,
-        spec: dict[str, Any],
-        *,
-        session_id: str | None = None,
-        parent_take: str | None = None,
-    ) -> str:
-        """Record a queued job; :class:`QueueFull` or :class:`Draining` (nothing recorded)
-        when it cannot be taken."""
-        with self._lock:
-            if self._draining:
-                raise Draining()
-            queued = repo.count_queued(self.db)
-            self.metrics.queue_depth.set(queued)
-            if queued >= self._maxsize:
-                raise QueueFull(self._retry_after(queued))
-            job_id = new_job_id()
-            repo.insert(self.db, job_id, tenant, spec, session_id, parent_take)
+    def wake(self) -> None:
+        """A job was queued in this process: an idle thread looks now, not at its next poll."""
+        with self._wake:
             self._wake.notify()
-        self.metrics.queue_depth.set(queued + 1)
-        return job_id
-
-    def retry_after(self) -> int:
-        return self._retry_after(repo.count_queued(self.db))
-
-    def _retry_after(self, queued: int) -> int:
-        waiting = queued + len(self._running)
-        return max(1, round(self._mean_seconds * waiting / max(1, self._workers)))
 
     def cancel(self, job_id: str) -> None:
-        """Ask a job to stop; it ends as ``cancelled`` unless it already finished."""
-        repo.request_cancel(self.db, job_id)
+        """Stop ``job_id`` at its next step if it renders here (its cancel flag is already set)."""
         with self._lock:
             event = self._running.get(job_id)
         if event is not None:
             event.set()
 
-    # --- the workers ------------------------------------------------------------------------------
+    # --- the loop -------------------------------------------------------------------------------
 
     def _work(self) -> None:
         while self._ready is not None and not self._ready.wait(0.5):
@@ -274,7 +259,7 @@ class JobQueue:
     def _claim(self) -> dict[str, Any] | None:
         """The next queued job, now running here (registered so stop and cancel reach it)."""
         with self._lock:
-            if self._stopping:
+            if self._stopping or not self._claiming:
                 return None
             row = repo.claim_next(self.db, self.worker_id)
             if row is not None:
@@ -284,15 +269,12 @@ class JobQueue:
         return row
 
     def _beat(self) -> None:
-        """Stamp this process's running jobs, pass on cancels asked of other replicas, and put
+        """Stamp this process's running jobs, pass on cancels asked of other processes, and put
         back the jobs of workers that died."""
         while True:
             try:
                 for job_id in repo.heartbeat(self.db, self.worker_id):
-                    with self._lock:
-                        event = self._running.get(job_id)
-                    if event is not None:
-                        event.set()
+                    self.cancel(job_id)
                 reaped = repo.reap_stale(self.db, time.time() - self._stale_s)
                 if any(reaped.values()):
                     log.warning("jobs of workers that stopped answering: %s", reaped)
@@ -319,11 +301,13 @@ class JobQueue:
             runner = self._runner()
             if runner is None:
                 raise RuntimeError("the generator is not loaded")
-            request = self._build_request(row["spec"])
-            out_dir = self._out_dir(row["tenant"])
-            # A fresh hidden folder per try, renamed into place when complete: a job run again
-            # after its worker died never writes into the take the first try began.
-            take = runner.generate(request, out_dir, progress=progress, cancel=cancel)
+            # Inputs on shared storage (AUDIORAG_STORAGE_URL) are fetched to local scratch.
+            with local_inputs(row["spec"]) as spec:
+                request = self._build_request(spec)
+                out_dir = self._out_dir(row["tenant"])
+                # A fresh hidden folder per try, renamed into place when complete: a job run
+                # again after its worker died never writes into the take the first try began.
+                take = runner.generate(request, out_dir, progress=progress, cancel=cancel)
             if self._publish is not None:
                 try:
                     self._publish(row["tenant"], take.folder)
@@ -332,9 +316,7 @@ class JobQueue:
         except Exception as err:
             self._finish_failed(job_id, err, cancelled=cancel.is_set(), out_dir=out_dir)
         else:
-            seconds = time.perf_counter() - started
-            self._mean_seconds = 0.7 * self._mean_seconds + 0.3 * seconds
-            self.metrics.render_seconds.observe(seconds)
+            self.metrics.render_seconds.observe(time.perf_counter() - started)
             audio = {k: str(v) for k, v in take.audio.items()}
             folder = str(take.folder)
             if not repo.succeed(
@@ -360,7 +342,7 @@ class JobQueue:
         elif isinstance(err, PublishError):  # shared storage refused it: say so
             log.error("job %s: publishing its take failed", job_id, exc_info=err)
             status, message = "failed", str(err)
-        elif isinstance(err, ValueError):  # GenerationError: the message says what to change
+        elif isinstance(err, ValueError):  # GenerationError, InputMissing: the message says why
             status, message = "failed", str(err)
         elif _write_error(err):
             # Disk full, file too large, read-only or gone: the operator must act, so say where.
@@ -371,6 +353,137 @@ class JobQueue:
             log.error("job %s failed", job_id, exc_info=err)
             status, message = "failed", f"internal error ({type(err).__name__}); see the logs"
         repo.finish(self.db, job_id, status, message, self.worker_id)
+
+
+class JobQueue:
+    """An API process's side of the queue: accept, refuse (429/503) and cancel jobs, with a
+    :class:`RenderWorker` of ``workers`` threads (0: other processes render)."""
+
+    def __init__(
+        self,
+        db: Database,
+        runner: Callable[[], Generates | None],
+        build_request: Callable[[dict[str, Any]], Any],
+        *,
+        out_dir: Callable[[str], Path],
+        maxsize: int,
+        workers: int,
+        metrics: Metrics,
+        ready: threading.Event | None = None,
+        publish: Callable[[str, Path], str] | None = None,
+        upload_inputs: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+        heartbeat_s: float = 5.0,
+        stale_s: float = 30.0,
+        poll_s: float = 0.5,
+    ) -> None:
+        self.db = db
+        self._maxsize = maxsize  # queued jobs in the shared table before submissions get 429
+        # (job id, spec) → the spec with its input files copied to shared storage
+        self._upload_inputs = upload_inputs
+        self._lock = threading.Lock()
+        self._draining = False
+        self.metrics = metrics
+        self.worker = RenderWorker(
+            db,
+            runner,
+            build_request,
+            out_dir=out_dir,
+            threads=workers,
+            metrics=metrics,
+            ready=ready,
+            publish=publish,
+            heartbeat_s=heartbeat_s,
+            stale_s=stale_s,
+            poll_s=poll_s,
+        )
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the render threads and the heartbeat; jobs an earlier run left queued run
+        first."""
+        backlog = repo.count_queued(self.db)
+        if backlog:
+            log.warning("%d job(s) accepted by an earlier run queued again", backlog)
+        self.worker.start()
+
+    def drain(self) -> None:
+        """Refuse new jobs from now on (:class:`Draining`); queued ones still run."""
+        with self._lock:
+            self._draining = True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is queued (anywhere) or running here (True), or ``timeout``
+        seconds (False). A process that renders nothing is idle at once: its accepted jobs
+        wait in the shared table for the workers, whether it runs or not."""
+        if self.worker.threads == 0:
+            return True
+        deadline = time.monotonic() + timeout
+        while self.worker.busy or repo.count_queued(self.db):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.25)
+        return True
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the render threads. Queued jobs stay queued in the database; running ones are
+        stopped at their next step and queued again — the next start (or another process) runs
+        them."""
+        with self._lock:
+            self._draining = True
+        self.worker.stop(timeout)
+
+    @property
+    def depth(self) -> int:
+        """Jobs waiting in the shared table."""
+        return repo.count_queued(self.db)
+
+    # --- submitting and cancelling ----------------------------------------------------------------
+
+    def submit(
+        self,
+        tenant: str,
+        spec: dict[str, Any],
+        *,
+        session_id: str | None = None,
+        parent_take: str | None = None,
+    ) -> str:
+        """Record a queued job; :class:`QueueFull` or :class:`Draining` (nothing recorded)
+        when it cannot be taken."""
+        with self._lock:
+            if self._draining:
+                raise Draining()
+            queued = repo.count_queued(self.db)
+            self.metrics.queue_depth.set(queued)
+            if queued >= self._maxsize:
+                raise QueueFull(self._retry_after(queued))
+            job_id = new_job_id()
+            if self._upload_inputs is not None:
+                spec = self._upload_inputs(job_id, spec)
+            repo.insert(self.db, job_id, tenant, spec, session_id, parent_take)
+        self.worker.wake()
+        self.metrics.queue_depth.set(queued + 1)
+        return job_id
+
+    def retry_after(self) -> int:
+        return self._retry_after(repo.count_queued(self.db))
+
+    def _retry_after(self, queued: int) -> int:
+        """Seconds until a slot is likely free: the queue ahead, worked off by the jobs rendering
+        now (every process's, so it holds with 0 render threads here), at the recent mean render
+        time."""
+        running, mean = repo.render_load(self.db)
+        parallel = max(1, running, self.worker.threads)
+        return max(1, round((mean or FIRST_GUESS_S) * (queued + running) / parallel))
+
+    def cancel(self, job_id: str) -> None:
+        """Ask a job to stop; it ends as ``cancelled`` unless it already finished."""
+        repo.request_cancel(self.db, job_id)
+        self.worker.cancel(job_id)
 
 
 def _write_error(err: BaseException) -> bool:

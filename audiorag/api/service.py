@@ -4,7 +4,8 @@
 * ``db`` — the metadata database (API keys, catalogs, sessions, jobs; SQL in ``api.repos``):
   SQLite under the data dir, or PostgreSQL shared by replicas (``AUDIORAG_DATABASE_URL``);
 * ``models`` — CLAP, the store and the orchestrator, loaded in the background;
-* ``jobs`` — the generation queue and its workers;
+* ``jobs`` — the generation queue and its render threads (``api_generation_workers``; 0 when
+  ``audiorag worker`` processes render);
 * ``uploads`` — uploading into catalogs (staging, indexing, roll-back, per-catalog locks);
 * ``facets`` — the facets cache; ``signer`` — signed URLs; ``folders``; ``metrics``.
 """
@@ -23,6 +24,7 @@ from audiorag.api.jobs import Generates, JobQueue
 from audiorag.api.metrics import Metrics
 from audiorag.api.models import Models
 from audiorag.api.signing import UrlSigner, signing_secret
+from audiorag.api.storage import input_uploader, take_publisher
 from audiorag.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -62,15 +64,6 @@ def check_provenance(settings: Settings) -> None:
     )
 
 
-def _publisher(storage_url: str | None):
-    """Copies finished takes to the shared storage (None: takes stay local)."""
-    if not storage_url:
-        return None
-    from audiorag.api.storage import publish_take
-
-    return lambda tenant, folder: publish_take(storage_url, tenant, folder)
-
-
 class Service:
     def __init__(self, settings: Settings, *, orchestrator: Generates | None = None) -> None:
         check_deployment(settings)
@@ -92,7 +85,8 @@ class Service:
             workers=settings.api_generation_workers,
             metrics=self.metrics,
             ready=self.models.ready,
-            publish=_publisher(settings.storage_url),
+            publish=take_publisher(settings.storage_url),
+            upload_inputs=input_uploader(settings.storage_url),
             heartbeat_s=settings.job_heartbeat_s,
             stale_s=settings.job_stale_s,
         )

@@ -18,6 +18,7 @@ from audiorag.cli.generate import generate_command
 from audiorag.cli.serve import grants_app, keys_app, serve_command
 from audiorag.cli.train import eval_app, train_app
 from audiorag.cli.watermark import watermark_app
+from audiorag.cli.worker import worker_command
 from audiorag.settings import Settings, get_settings
 from rag.catalogs import CatalogRoots
 
@@ -78,6 +79,9 @@ class IndexCommand(TyperCommand):
             for i, arg in enumerate(args)
         ]
         return super().parse_args(ctx, args)
+
+
+app.command("worker", cls=IndexCommand)(worker_command)  # `--ray` alone, as for index
 
 
 @app.command("index", cls=IndexCommand)

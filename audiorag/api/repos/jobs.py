@@ -88,6 +88,22 @@ def count_queued(db: Database) -> int:
     return int(row["n"]) if row else 0
 
 
+def render_load(db: Database, recent: int = 20) -> tuple[int, float | None]:
+    """Jobs rendering now (every process's) and the mean seconds of the last ``recent`` renders
+    (None before any): what Retry-After is estimated from, wherever the renders run."""
+    row = db.one(sa.select(sa.func.count().label("n")).where(J.status == "running"))
+    latest = (
+        sa.select((J.finished - J.started).label("s"))
+        .where(J.status == "succeeded", J.started.is_not(None), J.finished.is_not(None))
+        .order_by(J.finished.desc())
+        .limit(recent)
+        .subquery()
+    )
+    mean = db.one(sa.select(sa.func.avg(latest.c.s).label("s")))
+    seconds = mean["s"] if mean else None
+    return (int(row["n"]) if row else 0), (float(seconds) if seconds is not None else None)
+
+
 def counts(db: Database) -> dict[str, int]:
     """Jobs by status."""
     rows = db.all(sa.select(J.status, sa.func.count().label("n")).group_by(J.status))

@@ -24,6 +24,7 @@ from audiorag.api.parts import Config, Db, FoldersDep, Jobs, ModelsDep, Ready, S
 from audiorag.api.repos import jobs as repo
 from audiorag.api.schemas import GenerateBody, JobOut, Problem, Progress
 from audiorag.api.signing import UrlSigner
+from audiorag.api.storage import local_inputs
 from audiorag.api.tenancy import LockedStore, TenantScope
 from rag.errors import Refusal
 from rag.rules import seed_refusal
@@ -144,7 +145,8 @@ def precheck(orchestrator: Generates, spec: dict[str, Any]) -> None:
     nobody in scope licensed — raised now (GenerationError / BlockedPrompt, both ValueError), so
     the client gets a 422 instead of a job that fails later."""
     try:
-        orchestrator.check(build_generate_request(spec))
+        with local_inputs(spec) as local:  # a re-run's inputs may be on shared storage
+            orchestrator.check(build_generate_request(local))
     except ValueError as err:  # GenerationError / BlockedPrompt: the message names the fix
         term = getattr(err, "term", None)
         raise HTTPException(

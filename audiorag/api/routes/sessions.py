@@ -346,7 +346,7 @@ def _inpaint(
         settings,
         catalogs=store_names,
         pinned=pinned,
-        like=Path(job["spec"]["like"]) if (job["spec"] or {}).get("like") else None,
+        like=(job["spec"] or {}).get("like"),  # a path or a shared-storage URL, kept as is
         inpaint=clip,
         origin="inpaint",
     )
