@@ -119,3 +119,46 @@ def test_docker_compose_config_validates_with_the_cluster_profile():
         text=True,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_workers_render_apart_from_the_api_on_the_shared_volume():
+    """`worker` (profile `workers`) and `worker-gpu` (profile `gpu`): the API's image and
+    settings running `audiorag worker`, no port, no HTTP healthcheck, the same data volume."""
+    spec = yaml.safe_load(COMPOSE.read_text())
+    api = _api(spec)
+    assert api["environment"]["AUDIORAG_API_GENERATION_WORKERS"].startswith(
+        "${AUDIORAG_API_GENERATION_WORKERS"
+    )  # 0 → the API only takes jobs
+    for name, profile in (("worker", "workers"), ("worker-gpu", "gpu")):
+        worker = spec["services"][name]
+        assert worker["profiles"] == [profile]  # `docker-compose up` alone starts no worker
+        assert [*worker["entrypoint"], *worker["command"]][:4] == [
+            "python",
+            "-m",
+            "audiorag.cli.app",
+            "worker",
+        ]
+        assert "ports" not in worker and worker["healthcheck"] == {"disable": True}
+        assert worker["depends_on"]["qdrant"]["condition"] == "service_healthy"
+        data = next(v for v in worker["volumes"] if v.endswith(":/data"))
+        assert data == next(v for v in api["volumes"] if v.endswith(":/data"))
+        assert worker["environment"]["AUDIORAG_QDRANT_URL"] == "http://qdrant:6333"
+        # SIGTERM drains: the grace period outlasts --drain-seconds.
+        drain = float(worker["command"][worker["command"].index("--drain-seconds") + 1])
+        assert float(worker["stop_grace_period"].rstrip("s")) > drain
+    gpu = spec["services"]["worker-gpu"]
+    (device,) = gpu["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert gpu["environment"]["AUDIORAG_DEVICE"] == "cuda"
+    assert "whl/cpu" not in gpu["build"]["args"]["TORCH_INDEX"]
+    assert spec["services"]["worker"]["environment"]["AUDIORAG_DEVICE"] == "cpu"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose not installed")
+def test_docker_compose_config_validates_with_the_workers_profile():
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "--profile", "workers", "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
