@@ -27,8 +27,9 @@ import soundfile as sf
 
 from audiorag.api.auth import create_key
 from audiorag.api.db import Database, db_path
-from audiorag.api.generation import make_spec
-from audiorag.api.jobs import new_job_id
+from audiorag.api.generation import build_generate_request, make_spec
+from audiorag.api.jobs import Draining, JobQueue, QueueFull, new_job_id
+from audiorag.api.metrics import Metrics
 from audiorag.api.repos import jobs as repo
 from audiorag.api.storage import InputMissing, fetch_inputs, upload_inputs
 from tests.test_faults_service import SHORT, _env, running_server
@@ -59,6 +60,39 @@ def test_job_inputs_go_to_shared_storage_and_come_back_to_scratch(tmp_path):
     (tmp_path / "shared" / "_inputs" / "job1" / "like-like.wav").unlink()
     with pytest.raises(InputMissing, match="like file is gone from the shared storage"):
         fetch_inputs(shared, scratch)
+
+
+def test_an_api_process_without_render_threads_takes_jobs_and_renders_none(tmp_path):
+    """``AUDIORAG_API_GENERATION_WORKERS=0``: submit, 429 by the shared queue's depth with a
+    Retry-After estimated without dividing by its (zero) threads, and a drain that does not wait
+    for the queue — the jobs wait in the table for the workers."""
+    db = Database(db_path(tmp_path / "data"))
+    queue = JobQueue(
+        db,
+        lambda: None,  # no orchestrator: a thread that claimed a job would fail it
+        build_generate_request,
+        out_dir=lambda tenant: tmp_path / "takes" / tenant,
+        maxsize=2,
+        workers=0,
+        metrics=Metrics(),
+        heartbeat_s=0.1,
+    )
+    queue.start()
+    try:
+        spec = make_spec(SHORT, catalogs=[], pinned=[])
+        accepted = [queue.submit("acme", spec) for _ in range(2)]
+        with pytest.raises(QueueFull) as full:
+            queue.submit("acme", spec)
+        # Two queued, none running, no render finished yet: 2 × the first guess (30 s).
+        assert full.value.retry_after == 60
+        assert queue.wait_idle(0)  # nothing renders here, so nothing to wait for
+        queue.drain()
+        with pytest.raises(Draining):
+            queue.submit("acme", spec)
+    finally:
+        queue.stop()
+    assert [repo.get(db, job_id)["status"] for job_id in accepted] == ["queued", "queued"]
+    db.close()
 
 
 # --- API replicas + `audiorag worker` processes ---------------------------------------------
