@@ -372,3 +372,36 @@ def _final(db: Database, job_id: str) -> dict[str, Any] | None:
 
 def _take_of(db: Database, job_id: str) -> str:
     return repo.get(db, job_id)["take_id"]
+
+
+@pytest.mark.slow
+def test_the_worker_command_runs_a_ray_pool_and_drains_on_sigterm(
+    tmp_path, tiny_clap_folder, tiny_generator_folder
+):
+    """``audiorag worker --ray`` (bare: Ray started on this machine) renders a queued job from
+    the shared table and stops cleanly on SIGTERM."""
+    pytest.importorskip("ray")
+    data = tmp_path / "data"
+    db = Database(db_path(data))
+    env = _env(data, tiny_clap_folder, tiny_generator_folder)
+    log = tmp_path / "worker.log"
+    command = [sys.executable, "-m", "audiorag.cli.app", "worker", "--ray", "--actors", "1"]
+    process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    try:
+        _until(
+            "the actor to load its models",
+            lambda: "render actor" in log.read_text() or process.poll() is not None,
+            timeout=240,
+        )
+        assert process.poll() is None, log.read_text()
+        job_id = _queue(db, steps=2, seed=5)
+        done = _until("the job", lambda: _final(db, job_id), timeout=120, why=log.read_text)
+        assert done["status"] == "succeeded", done
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(120) == 0, log.read_text()
+        assert "draining" in log.read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(30)
+        db.close()

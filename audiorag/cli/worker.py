@@ -71,7 +71,6 @@ def worker_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = get_settings()
     signals = Signals()
-    signals.install()
     address = ray or settings.render_ray_address
     if address:
         _run_pool(
@@ -87,6 +86,7 @@ def _run_threads(settings: Settings, threads: int, drain_s: float, signals: Sign
     from index.store import StoreUnavailable
     from index.store.edge import StoreInUse
 
+    signals.install()  # a signal while the models load: drained as soon as they are
     try:
         loaded = load_worker(settings, threads)
     except StoreInUse as err:
@@ -114,6 +114,7 @@ def _run_pool(
         console.print("[red]rendering on Ray needs ray: pip install 'audiorag[scale]'")
         raise typer.Exit(1) from err
     with ray_session(address, num_cpus=actors):
+        signals.install()  # after ray.init, whose own SIGTERM handler aborts the process
         pool = RenderPool(settings, cpu_actors=actors, threads=threads)
         try:
             reports = pool.start()
