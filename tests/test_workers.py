@@ -28,10 +28,10 @@ import soundfile as sf
 from audiorag.api.auth import create_key
 from audiorag.api.db import Database, db_path
 from audiorag.api.generation import build_generate_request, make_spec
-from audiorag.api.jobs import Draining, JobQueue, QueueFull, new_job_id
+from audiorag.api.jobs import Draining, JobQueue, QueueFull, StorageUnavailable, new_job_id
 from audiorag.api.metrics import Metrics
 from audiorag.api.repos import jobs as repo
-from audiorag.api.storage import InputMissing, fetch_inputs, upload_inputs
+from audiorag.api.storage import InputMissing, fetch_inputs, input_uploader, upload_inputs
 from tests.test_faults_service import SHORT, _env, running_server
 from tests.test_postgres_state import _fresh_postgres
 from tests.test_replicas import _job, _runner, _until
@@ -92,6 +92,32 @@ def test_an_api_process_without_render_threads_takes_jobs_and_renders_none(tmp_p
     finally:
         queue.stop()
     assert [repo.get(db, job_id)["status"] for job_id in accepted] == ["queued", "queued"]
+    db.close()
+
+
+def test_a_job_whose_inputs_the_storage_refuses_is_not_recorded(tmp_path):
+    """The shared storage failing at submit: a clear 503-type refusal, and no job without its
+    inputs left in the queue."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the storage's folder should be")
+    clip = tmp_path / "like.wav"
+    clip.write_bytes(b"RIFF....WAVE")
+    db = Database(db_path(tmp_path / "data"))
+    queue = JobQueue(
+        db,
+        lambda: None,
+        build_generate_request,
+        out_dir=lambda tenant: tmp_path / "takes" / tenant,
+        maxsize=2,
+        workers=0,
+        metrics=Metrics(),
+        upload_inputs=input_uploader(f"file://{blocker}"),
+    )
+    spec = make_spec(SHORT, catalogs=[], pinned=[], like=clip)
+    with pytest.raises(StorageUnavailable, match="did not take the job's input files") as err:
+        queue.submit("acme", spec)
+    assert err.value.retry_after >= 1
+    assert repo.count_queued(db) == 0
     db.close()
 
 

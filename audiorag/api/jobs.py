@@ -114,6 +114,15 @@ class Draining(Exception):
         self.retry_after = retry_after
 
 
+class StorageUnavailable(Exception):
+    """The job's input files could not be copied to the shared storage: nothing was recorded
+    (503 + Retry-After; the message names the storage's complaint)."""
+
+    def __init__(self, reason: str, retry_after: int = DRAIN_RETRY_S) -> None:
+        super().__init__(f"the shared storage did not take the job's input files: {reason}")
+        self.retry_after = retry_after
+
+
 class PublishError(RuntimeError):
     """The take was written locally but could not be copied to the shared storage."""
 
@@ -452,8 +461,8 @@ class JobQueue:
         session_id: str | None = None,
         parent_take: str | None = None,
     ) -> str:
-        """Record a queued job; :class:`QueueFull` or :class:`Draining` (nothing recorded)
-        when it cannot be taken."""
+        """Record a queued job; :class:`QueueFull`, :class:`Draining` or
+        :class:`StorageUnavailable` (nothing recorded) when it cannot be taken."""
         with self._lock:
             if self._draining:
                 raise Draining()
@@ -463,7 +472,11 @@ class JobQueue:
                 raise QueueFull(self._retry_after(queued))
             job_id = new_job_id()
             if self._upload_inputs is not None:
-                spec = self._upload_inputs(job_id, spec)
+                try:
+                    spec = self._upload_inputs(job_id, spec)
+                except OSError as err:  # fsspec backends raise OSError subclasses
+                    log.error("job inputs: upload to the shared storage failed", exc_info=err)
+                    raise StorageUnavailable(_why(err)) from err
             repo.insert(self.db, job_id, tenant, spec, session_id, parent_take)
         self.worker.wake()
         self.metrics.queue_depth.set(queued + 1)

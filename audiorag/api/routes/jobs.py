@@ -18,7 +18,7 @@ from audiorag.api.bodies import openapi_body, parse_body
 from audiorag.api.db import Database
 from audiorag.api.deps import Scope, catalogs_in_scope, check_item_id, not_found
 from audiorag.api.generation import build_generate_request, make_spec
-from audiorag.api.jobs import Draining, Generates, JobQueue, QueueFull
+from audiorag.api.jobs import Draining, Generates, JobQueue, QueueFull, StorageUnavailable
 from audiorag.api.models import Models
 from audiorag.api.parts import Config, Db, FoldersDep, Jobs, ModelsDep, Ready, Signer
 from audiorag.api.repos import jobs as repo
@@ -127,7 +127,7 @@ def enqueue(
             detail=str(err),
             headers={"Retry-After": str(err.retry_after)},
         ) from err
-    except Draining as err:
+    except (Draining, StorageUnavailable) as err:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail=str(err),
