@@ -67,20 +67,22 @@ class Placement:
 
     actors: int
     gpus: int  # per actor: 1 on a cluster with GPUs, else 0
-    cpus: int  # per actor
+    cpus: int  # per actor (0 for a GPU actor)
 
 
 def placement(cluster: dict[str, float], cpu_actors: int) -> Placement:
-    """One actor per GPU when the cluster has any, else ``cpu_actors`` actors of one CPU each.
+    """One actor per GPU when the cluster has any (reserving no CPU, as the embedding actors do:
+    a Ray started here with ``--actors`` CPUs still places every GPU's actor), else
+    ``cpu_actors`` actors of one CPU each.
 
     >>> placement({"CPU": 16.0, "GPU": 4.0}, 2)
-    Placement(actors=4, gpus=1, cpus=1)
+    Placement(actors=4, gpus=1, cpus=0)
     >>> placement({"CPU": 2.0}, 2)
     Placement(actors=2, gpus=0, cpus=1)
     """
     gpus = int(cluster.get("GPU", 0))
     if gpus:
-        return Placement(actors=gpus, gpus=1, cpus=1)
+        return Placement(actors=gpus, gpus=1, cpus=0)
     return Placement(actors=cpu_actors, gpus=0, cpus=1)
 
 
