@@ -196,3 +196,23 @@ def test_timbre_augmentation_keeps_silence_and_is_seeded():
     assert coloured.shape == features.shape and not torch.equal(coloured, plain)
     assert torch.all(coloured[:, :, 900:] == -100.0)
     assert torch.equal(coloured, augment(features, torch.Generator().manual_seed(0), timbre=True))
+
+
+def test_thread_count_holds_for_the_run_and_is_restored(small_catalog, monkeypatch, tmp_path):
+    threads_per_epoch = []
+    real_epoch = train_module.run_epoch
+
+    def recording_epoch(*args, **kwargs):
+        threads_per_epoch.append(torch.get_num_threads())
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", recording_epoch)
+    before = torch.get_num_threads()
+    summary = train_clap(
+        small_catalog, tmp_path / "one-thread", epochs=2, batch_size=4, lr=5e-3, seed=11,
+        views=2, progress=False, config=micro_clap_config, threads=1,
+    )  # fmt: skip
+    assert summary.epochs == 2 and threads_per_epoch == [1, 1]
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        train_clap(small_catalog, tmp_path / "none", epochs=1, progress=False, threads=0)
