@@ -83,6 +83,7 @@ def load_worker(settings: Settings, threads: int) -> LoadedWorker:
         threads=threads,
         metrics=Metrics(),
         publish=take_publisher(settings.storage_url),
+        takes_root=folders.outputs_dir,
         heartbeat_s=settings.job_heartbeat_s,
         stale_s=settings.job_stale_s,
     )

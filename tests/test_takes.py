@@ -41,3 +41,32 @@ def test_a_failed_write_leaves_no_partial_folder(tmp_path):
     with pytest.raises(KeyError):
         write_take(tmp_path, "take-1", np.zeros((1, 800)), 8000, {}, formats=("mp9",))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_render_worker_sweeps_abandoned_partial_takes_when_it_starts(tmp_path):
+    from audiorag.api.db import Database, db_path
+    from audiorag.api.generation import build_generate_request
+    from audiorag.api.jobs import RenderWorker
+    from audiorag.api.metrics import Metrics
+
+    takes = tmp_path / "takes"
+    abandoned = takes / "acme" / ".partial-take-1-x1"  # its writer was killed -9 long ago
+    abandoned.mkdir(parents=True)
+    _age(abandoned, 7200)
+    db = Database(db_path(tmp_path / "data"))
+    worker = RenderWorker(
+        db,
+        lambda: None,
+        build_generate_request,
+        out_dir=lambda tenant: takes / tenant,
+        threads=1,
+        metrics=Metrics(),
+        takes_root=takes,
+    )
+    worker.start()
+    try:
+        assert not abandoned.exists()
+        assert (takes / "acme").is_dir()
+    finally:
+        worker.stop()
+        db.close()

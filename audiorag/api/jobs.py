@@ -51,6 +51,7 @@ from audiorag.api.db import Database
 from audiorag.api.metrics import Metrics
 from audiorag.api.repos import jobs as repo
 from audiorag.api.storage import local_inputs
+from rag.takes import sweep_partial_takes
 
 if TYPE_CHECKING:
     from generation.watermark import Watermarker
@@ -164,6 +165,7 @@ class RenderWorker:
         metrics: Metrics,
         ready: threading.Event | None = None,
         publish: Callable[[str, Path], str] | None = None,
+        takes_root: Path | None = None,
         heartbeat_s: float = 5.0,
         stale_s: float = 30.0,
         poll_s: float = 0.5,
@@ -175,6 +177,7 @@ class RenderWorker:
         self._build_request = build_request
         self._out_dir = out_dir
         self._publish = publish  # (tenant, take folder) → its shared copy's URL
+        self._takes_root = takes_root  # swept of takes a killed writer left half-written
         self.threads = threads
         self._heartbeat_s = heartbeat_s
         self._stale_s = stale_s  # a running job's heartbeat older than this: its worker died
@@ -192,7 +195,11 @@ class RenderWorker:
     # --- lifecycle ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the render threads and the heartbeat."""
+        """Start the render threads and the heartbeat, after removing the half-written take
+        folders that writers killed long ago left (see :func:`rag.takes.sweep_partial_takes`)."""
+        if self.threads and self._takes_root is not None:
+            for folder in sweep_partial_takes(self._takes_root):
+                log.warning("removed %s: a take a killed writer left half-written", folder)
         for n in range(self.threads):
             thread = threading.Thread(target=self._work, name=f"generation-{n}", daemon=True)
             thread.start()
@@ -381,6 +388,7 @@ class JobQueue:
         ready: threading.Event | None = None,
         publish: Callable[[str, Path], str] | None = None,
         upload_inputs: Callable[[str, dict[str, Any]], dict[str, Any]] | None = None,
+        takes_root: Path | None = None,
         heartbeat_s: float = 5.0,
         stale_s: float = 30.0,
         poll_s: float = 0.5,
@@ -401,6 +409,7 @@ class JobQueue:
             metrics=metrics,
             ready=ready,
             publish=publish,
+            takes_root=takes_root,
             heartbeat_s=heartbeat_s,
             stale_s=stale_s,
             poll_s=poll_s,

@@ -87,6 +87,7 @@ class Service:
             ready=self.models.ready,
             publish=take_publisher(settings.storage_url),
             upload_inputs=input_uploader(settings.storage_url),
+            takes_root=self.folders.outputs_dir,
             heartbeat_s=settings.job_heartbeat_s,
             stale_s=settings.job_stale_s,
         )
