@@ -8,9 +8,12 @@ Each run indexes the same freshly built demo catalog into a fresh Edge store wit
 (default: the bundled demo CLAP, what ``audiorag index`` runs), after a warm-up (numba caches).
 Ray runs start a local Ray with that many CPUs for the decode/analysis tasks; the embedding actor
 shares them (as the local indexer's embedding shares the cores with its workers). The stage costs
-are measured serially in this process, one file at a time, so they are CPU-seconds per file free
-of contention. ``--full-clap`` also times a full-size CLAP (transformers' default ClapConfig:
-HTS-AT + RoBERTa-base, random weights: the same arithmetic as the released checkpoints) on CPU.
+are measured serially in this process, one file at a time, single-threaded as the index workers
+run (BLAS/OpenMP/numba and torch at one thread each), as CPU-seconds (``time.process_time``): a
+file's CPU time is split between its stages in proportion to their wall time, so other jobs on
+the machine do not inflate them. From those, the CPU-bound ceiling of this machine's cores in
+files/s. ``--full-clap`` also times a full-size CLAP (transformers' default ClapConfig: HTS-AT +
+RoBERTa-base, random weights: the same arithmetic as the released checkpoints) on CPU.
 
 Writes bench/results/index_scale.{md,json}.
 """
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import statistics
@@ -28,6 +30,14 @@ import tempfile
 import time
 from pathlib import Path
 
+# One thread per library, as index workers run (index.ingest.single_threaded_children): with a
+# BLAS pool per process, idle threads spin on the other processes' cores and the serial stage
+# costs measured here would count that spinning.
+os.environ["OMP_NUM_THREADS"] = os.environ.get("OMP_NUM_THREADS", "1")
+os.environ["OPENBLAS_NUM_THREADS"] = os.environ.get("OPENBLAS_NUM_THREADS", "1")
+os.environ["MKL_NUM_THREADS"] = os.environ.get("MKL_NUM_THREADS", "1")
+os.environ["NUMBA_NUM_THREADS"] = os.environ.get("NUMBA_NUM_THREADS", "1")
+
 import numpy as np
 import torch
 
@@ -35,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from audio.decode import Limits, file_sha256
 from audiorag.democatalog.catalog import build_demo_catalog
-from index.clap import BUNDLED_CLAP, WINDOW_SAMPLES, ClapEmbedder
+from index.clap import BUNDLED_CLAP, WINDOW_SAMPLES, ClapEmbedder, plan_windows
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.ingest import Indexer, embed_batch, kind_of
 from index.manifest import load_manifest
@@ -46,8 +56,17 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def stage_costs(folder: Path, embedder: ClapEmbedder, store_path: Path, batch: int) -> dict:
-    """Seconds per file for each stage, serially: hash, decode, analysis, render (per kind),
-    embed and upsert (per file, in batches of ``batch``)."""
+    """CPU-seconds per file for each stage, serially, on one thread: hash, decode, analysis,
+    render (per kind), embed and upsert (per file, in batches of ``batch``)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _stage_costs(folder, embedder, store_path, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _stage_costs(folder: Path, embedder: ClapEmbedder, store_path: Path, batch: int) -> dict:
     manifest = load_manifest(folder / "licences.jsonl")
     per_kind: dict[str, dict[str, list[float]]] = {"stem": {}, "midi": {}}
     prepared: list[Prepared] = []
@@ -55,28 +74,31 @@ def stage_costs(folder: Path, embedder: ClapEmbedder, store_path: Path, batch: i
     for relative, entry in manifest.entries.items():
         path = folder / relative
         kind = kind_of(path)
-        started = time.perf_counter()
+        started = time.process_time()
         sha = file_sha256(path)
-        per_kind[kind].setdefault("hash", []).append(time.perf_counter() - started)
+        per_kind[kind].setdefault("hash", []).append(time.process_time() - started)
+        started = time.process_time()
         result = prepare_or_problem(WorkItem(relative, path, kind, sha, entry), Limits(), CLAP_SR)
+        cpu = time.process_time() - started
         assert isinstance(result, Prepared), result
+        wall = sum(result.seconds.values()) or 1.0
         for stage, spent in result.seconds.items():
-            per_kind[kind].setdefault(stage, []).append(spent)
+            per_kind[kind].setdefault(stage, []).append(spent * cpu / wall)
         if kind == "stem":
             durations.append(result.analysis["duration_s"])
         prepared.append(result)
     store = open_store(embedder.embedder, path=store_path)
     embed = upsert = 0.0
     for i in range(0, len(prepared), batch):
-        started = time.perf_counter()
+        started = time.process_time()
         points, failed = embed_batch(embedder, prepared[i : i + batch], "bench")
-        embed += time.perf_counter() - started
-        started = time.perf_counter()
+        embed += time.process_time() - started
+        started = time.process_time()
         store.upsert(points)
-        upsert += time.perf_counter() - started
+        upsert += time.process_time() - started
         assert not failed, failed
     store.close()
-    windows = sum(max(1, math.ceil(p.clip.size / WINDOW_SAMPLES)) for p in prepared)
+    windows = len(plan_windows([p.clip for p in prepared]).windows)
     return {
         "per_kind": {
             kind: {stage: round(statistics.mean(v), 4) for stage, v in stages.items()}
@@ -87,7 +109,16 @@ def stage_costs(folder: Path, embedder: ClapEmbedder, store_path: Path, batch: i
         "windows_per_file": round(windows / len(prepared), 2),
         "stem_seconds_mean": round(statistics.mean(durations), 2),
         "files": len(prepared),
+        "kinds": {kind: sum(1 for p in prepared if p.item.kind == kind) for kind in per_kind},
     }
+
+
+def cpu_per_file(costs: dict) -> float:
+    """Mean CPU-seconds of all the work on one file of this catalog (its mix of kinds)."""
+    total = 0.0
+    for kind, stages in costs["per_kind"].items():
+        total += costs["kinds"][kind] * sum(stages.values())
+    return total / costs["files"] + costs["embed_per_file"] + costs["upsert_per_file"]
 
 
 def full_clap_window_seconds(batch: int = 8) -> float:
@@ -118,7 +149,7 @@ def run_local(folder: Path, embedder: ClapEmbedder, store_path: Path, args) -> d
         )
         assert not report.failed, report.failed
         return {"files": len(report.indexed), "seconds": report.seconds, "start_s": 0.0,
-                "stages": report.stage_seconds}  # fmt: skip
+                "stages": report.stage_seconds, "load": os.getloadavg()[0]}  # fmt: skip
     finally:
         store.close()
 
@@ -141,7 +172,8 @@ def run_ray(folder: Path, embedder: ClapEmbedder, store_path: Path, cpus: int, a
             report = indexer.run(folder, catalog="bench", manifest=manifest)
             assert not report.failed, report.failed
             return {"files": len(report.indexed), "seconds": report.seconds,
-                    "start_s": start_s, "stages": report.stage_seconds}  # fmt: skip
+                    "start_s": start_s, "stages": report.stage_seconds,
+                    "load": os.getloadavg()[0]}  # fmt: skip
         finally:
             store.close()
 
@@ -153,7 +185,8 @@ def projection(costs: dict, full_clap_s: float | None) -> list[str]:
     hash_s = stem.get("hash", 0)  # per stem, on the driver, serial
     upsert_s = costs["upsert_per_file"]
     length = costs["stem_seconds_mean"]
-    windows = max(1, math.ceil(length / 10))
+    # as the embedder cuts it (a tail under a second is dropped)
+    windows = len(plan_windows([np.zeros(round(length * CLAP_SR), np.float32)]).windows)
     lines = [
         f"Per demo stem ({length} s, {windows} CLAP window): decode+analysis {cpu_s:.3f} "
         f"CPU-s on a worker, content hash {hash_s * 1000:.2f} ms on the driver, upsert "
@@ -191,22 +224,27 @@ RUN_STAGES = ("decode", "analysis", "render", "embed", "upsert")
 def render(runs: dict, costs: dict, full_clap_s, batch: int, clap: str, machine: str) -> str:
     """The Markdown tables: the runs, the serial stage costs, the projection."""
     lines = [
-        "| run | files | seconds | files/s | Ray start s | " + " | ".join(RUN_STAGES) + " |",
-        "|---|---|---|---|---|" + "---|" * len(RUN_STAGES),
+        "| run | files | seconds | files/s | Ray start s | load avg | "
+        + " | ".join(RUN_STAGES)
+        + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(RUN_STAGES),
     ]
     for name, r in runs.items():
         per = [f"{r['stages'].get(s, 0) / r['files']:.3f}" for s in RUN_STAGES]
         rate = r["files"] / r["seconds"]
         lines.append(
             f"| {name} | {r['files']} | {r['seconds']:.1f} | {rate:.2f} | {r['start_s']:.1f} | "
-            + " | ".join(per)
-            + " |"
+            f"{r.get('load', 0):.1f} | " + " | ".join(per) + " |"
         )
+    cpu = cpu_per_file(costs)
+    cores = os.cpu_count() or 1
     lines += [
         "",
-        "Stage columns: seconds per file, summed over processes (CPU-seconds).",
+        "Stage columns: wall seconds per file inside each stage, summed over processes "
+        "(CPU-seconds when the machine is otherwise idle). *load avg*: the 1-minute load "
+        "average at the end of the run.",
         "",
-        "| serial, s per file | hash | decode | analysis | render |",
+        "| serial, CPU-s per file (1 thread) | hash | decode | analysis | render |",
         "|---|---|---|---|---|",
     ]
     for kind, stages in costs["per_kind"].items():
@@ -214,8 +252,12 @@ def render(runs: dict, costs: dict, full_clap_s, batch: int, clap: str, machine:
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        f"embed {costs['embed_per_file']:.4f} s/file ({costs['windows_per_file']} windows/file, "
-        f"batches of {batch}), upsert {costs['upsert_per_file']:.5f} s/file",
+        f"embed {costs['embed_per_file']:.4f} CPU-s/file ({costs['windows_per_file']} "
+        f"windows/file, batches of {batch}), upsert {costs['upsert_per_file']:.5f} CPU-s/file",
+        "",
+        f"All the work on one file of this catalog: {cpu:.3f} CPU-s on average, so "
+        f"{cores} cores can index at most {cores / cpu:.1f} files/s with every core busy on "
+        "indexing and no scheduling or start-up cost.",
         "",
         *projection(costs, full_clap_s),
         "",
@@ -232,6 +274,7 @@ def main() -> None:
     parser.add_argument("--clap", type=Path, default=None, help="CLAP folder (default: bundled)")
     parser.add_argument("--full-clap", action="store_true", help="also time a full-size CLAP")
     args = parser.parse_args()
+    load_start = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -260,7 +303,10 @@ def main() -> None:
 
     cpu = platform.processor() or platform.machine()
     load = os.getloadavg()[0]
-    machine = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, load {load:.1f}"
+    machine = (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, load average {load_start:.1f} "
+        f"at the start, {load:.1f} at the end"
+    )
     text = render(runs, costs, full_clap_s, args.batch_size, embedder.embedder.id, machine)
     print(text)
     RESULTS.mkdir(exist_ok=True)

@@ -169,3 +169,70 @@ def test_gm_families():
         "pad",
         "pluck",
     ]
+
+
+# --- the cheaper front end computes what librosa and pyloudnorm compute --------------------------
+
+
+def _detuned_chords() -> np.ndarray:
+    """A minor cadence 30 cents sharp (a tuning the CQT must correct), with a click loop."""
+    progression = [[45, 57, 60, 64], [50, 62, 65, 69], [52, 64, 68, 71], [45, 57, 60, 64]]
+    t = np.arange(SR) / SR
+    parts = [
+        sum(np.sin(2 * np.pi * 440 * 2 ** ((p - 69 + 0.3) / 12) * t) for p in chord) / 4
+        for chord in progression
+    ]
+    tones = np.concatenate(parts).astype(np.float32)
+    return 0.4 * tones + click_loop(120.0, 2)[: tones.size]
+
+
+def test_memoised_cqt_filters_give_librosas_chroma_bit_for_bit(monkeypatch):
+    import librosa
+    import librosa.core.constantq
+
+    y = _detuned_chords()
+    estimate_key(y, SR)  # installs the memo and fills it
+    memo = getattr(librosa.core.constantq, "__vqt_filter_fft")
+    assert memo.entries, "the memo is installed and holds the banks"
+
+    def chroma() -> np.ndarray:
+        return librosa.feature.chroma_cqt(y=y, sr=SR, hop_length=2048, bins_per_octave=36)
+
+    cached = chroma()  # every octave's bank from the memo
+    monkeypatch.setattr(librosa.core.constantq, "__vqt_filter_fft", memo.build)
+    np.testing.assert_array_equal(cached, chroma())
+
+
+def test_one_stft_feeds_onset_and_tuning_as_librosa_would():
+    import librosa
+
+    from index.analysis import HOP, estimate_tuning, onset_envelope, spectrogram
+
+    y = _detuned_chords()
+    magnitude = spectrogram(y)
+    np.testing.assert_array_equal(
+        onset_envelope(magnitude, SR), librosa.onset.onset_strength(y=y, sr=SR, hop_length=HOP)
+    )
+    tuning = estimate_tuning(magnitude, SR)
+    assert tuning == librosa.estimate_tuning(y=y, sr=SR, bins_per_octave=36)
+    # 30 cents sharp is 0.9 of a 33-cent chroma bin: 0.1 bin below the next one
+    assert -0.3 < tuning < 0.0
+    assert estimate_key(y, SR, tuning=tuning) == estimate_key(y, SR)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 5, 6])
+def test_loudness_equals_pyloudnorm(channels):
+    import pyloudnorm
+
+    rng = np.random.default_rng(channels)
+    loop = click_loop(124.0, 2, sr=44_100)
+    samples = np.stack([loop * (0.3 + 0.1 * c) for c in range(channels)])
+    samples += 0.01 * rng.standard_normal(samples.shape).astype(np.float32)
+    samples[:, : 44_100 // 2] *= 1e-4  # a near-silent start: both gates have work to do
+    mixed = samples if channels <= 5 else samples.mean(axis=0, keepdims=True)
+    reference = pyloudnorm.Meter(44_100).integrated_loudness(mixed.T.astype(np.float64))
+    assert loudness_lufs(samples, 44_100) == pytest.approx(reference, abs=0.0051)
+
+
+def test_loudness_of_silence_is_none():
+    assert loudness_lufs(np.zeros((2, 44_100), np.float32), 44_100) is None
