@@ -17,7 +17,7 @@ from rag.guardrails import Guardrails
 from rag.provenance import ProvenanceLog
 
 if TYPE_CHECKING:
-    from generation.interface import Generator
+    from generation.interface import Generator, GeneratorLimits
     from rag.orchestrate import Orchestrator
 
 log = logging.getLogger(__name__)
@@ -125,6 +125,13 @@ def load_generator(settings: Settings) -> Generator:
     return generator
 
 
+def load_generator_limits(settings: Settings) -> GeneratorLimits:
+    """The configured generator's limits, from its configs alone (no weights loaded)."""
+    from generation.loading import load_generator_limits as load_limits
+
+    return load_limits(generator_source(settings), revision=settings.generator_revision)
+
+
 def speed_up(generator: Generator, settings: Settings) -> None:
     """Apply ``settings.render_speed`` where the model family has speed options (Stable Audio
     Open; Stable Audio 3 runs diffusers' own pipelines as they are)."""
@@ -147,13 +154,34 @@ def load_orchestrator(
     embedder: ClapEmbedder | None = None,
 ) -> Orchestrator:
     """Every component a render needs, from settings (store/CLAP reused when given)."""
+    return _orchestrator(settings, load_generator(settings), store=store, embedder=embedder)
+
+
+def load_check_orchestrator(
+    settings: Settings,
+    *,
+    store: VectorStore | None = None,
+    embedder: ClapEmbedder | None = None,
+) -> Orchestrator:
+    """An orchestrator that checks requests but renders none: every component but the
+    generator, which it holds only the limits of (read from its configs; no weights loaded).
+    For an API replica whose render workers run elsewhere."""
+    return _orchestrator(settings, load_generator_limits(settings), store=store, embedder=embedder)
+
+
+def _orchestrator(
+    settings: Settings,
+    generator: Generator | GeneratorLimits,
+    *,
+    store: VectorStore | None,
+    embedder: ClapEmbedder | None,
+) -> Orchestrator:
     from rag.orchestrate import Orchestrator
 
     if embedder is None:
         embedder = load_embedder(settings)
     if store is None:
         store = load_store(settings, embedder)
-    generator = load_generator(settings)
     watermarker, provenance = _watermarking(settings)
     return Orchestrator(
         store=store,

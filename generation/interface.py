@@ -16,6 +16,7 @@ Loading a model lives in :mod:`generation.loading`, so that this module imports 
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Callable
@@ -68,6 +69,39 @@ class RenderResult:
     denoiser_calls: int  # transformer forward passes (a CFG pair counts as one batched call)
     timings_s: dict[str, float] = field(default_factory=dict)
     sampler: dict[str, object] = field(default_factory=dict)  # scheduler name and settings
+
+
+class RenderLimits(Protocol):
+    """What a request is checked against before any work: the generator's rate, channels,
+    longest take and default settings. A loaded :class:`Generator` has them, and so has a
+    :class:`GeneratorLimits` read from the model's configs alone — which is all a process that
+    checks requests but renders none (an API replica whose render workers run elsewhere) needs.
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def max_duration_s(self) -> float: ...
+    @property
+    def default_steps(self) -> int: ...
+    @property
+    def default_cfg(self) -> float: ...
+
+
+@dataclass(frozen=True)
+class GeneratorLimits:
+    """A generator's :class:`RenderLimits` without its weights. Each family computes them with
+    one function from its components' configs, which the loaded generator calls too (on its
+    loaded components' configs), so the two cannot drift."""
+
+    family: str  # "stable-audio-open" | "stable-audio-3"
+    sample_rate: int
+    channels: int
+    max_duration_s: float
+    default_steps: int
+    default_cfg: float
 
 
 class Generator(Protocol):
@@ -150,3 +184,22 @@ def folder_defaults(folder: Path) -> dict[str, Any]:
     """The model folder's :data:`DEFAULTS_FILE` ({} when it has none)."""
     path = Path(folder) / DEFAULTS_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def component_config(component: type, config_file: Path) -> dict[str, Any]:
+    """A diffusers component's config as its loaded ``.config`` holds it, read without building
+    the module: its ``__init__`` defaults overlaid by ``config_file`` (a saved config may leave
+    out any parameter that has a default; loading fills them in the same way)."""
+    if not config_file.is_file():
+        raise RenderInputError(f"{config_file} is missing (the model folder is incomplete)")
+    parameters = inspect.signature(component.__init__).parameters
+    defaults = {
+        name: parameter.default
+        for name, parameter in parameters.items()
+        if name != "self" and parameter.default is not inspect.Parameter.empty
+    }
+    try:
+        saved = json.loads(config_file.read_text())
+    except json.JSONDecodeError as err:
+        raise RenderInputError(f"{config_file} is not valid JSON: {err}") from err
+    return {**defaults, **saved}

@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from generation.interface import DTYPES, Generator, RenderInputError
+from generation.interface import DTYPES, Generator, GeneratorLimits, RenderInputError
 
 # The default generator: trained on the synthetic demo catalog by `audiorag train generator` and
 # shipped in the package (see its TRAINING.md), because no model hub is reachable where this runs.
@@ -19,11 +19,14 @@ log = logging.getLogger(__name__)
 BUNDLED_GENERATOR = Path(__file__).resolve().parent / "models" / "generator-demo"
 
 
-def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tuple[Path, str]:
+def resolve_folder(
+    name_or_path: str | Path, revision: str | None = None, *, weights: bool = True
+) -> tuple[Path, str]:
     """A local folder for a model, and the label for its id.
 
     A folder is used as is (never touches the network). A hub id is fetched to (or found in)
-    the local Hugging Face cache first — only when someone configured one.
+    the local Hugging Face cache first — only when someone configured one; without ``weights``
+    only its configs and tokenizer files (all :func:`load_generator_limits` reads).
     """
     folder = Path(name_or_path)
     if folder.is_dir():
@@ -39,7 +42,9 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
         snapshot = snapshot_download(
             str(name_or_path),
             revision=revision,
-            allow_patterns=component_patterns(json.loads(Path(index_file).read_text())),
+            allow_patterns=component_patterns(
+                json.loads(Path(index_file).read_text()), weights=weights
+            ),
         )
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
         raise RenderInputError(
@@ -50,19 +55,22 @@ def resolve_folder(name_or_path: str | Path, revision: str | None = None) -> tup
     return Path(snapshot), str(name_or_path)
 
 
-def component_patterns(model_index: dict) -> list[str]:
+def component_patterns(model_index: dict, *, weights: bool = True) -> list[str]:
     """The files a pipeline folder's loader reads: each component's configs, safetensors weights
-    and tokenizer files, plus the folder-level JSON. Not the single-file checkpoint some repos
-    also carry at the top (Stable Audio Open's ``model.safetensors``, 4.9 GB), nor ``.bin``
-    duplicates of safetensors weights.
+    (unless not ``weights``) and tokenizer files, plus the folder-level JSON. Not the
+    single-file checkpoint some repos also carry at the top (Stable Audio Open's
+    ``model.safetensors``, 4.9 GB), nor ``.bin`` duplicates of safetensors weights.
 
     >>> component_patterns({"_class_name": "StableAudioPipeline", "vae": ["diffusers", "X"]})
     ['*.json', 'vae/*.json', 'vae/*.safetensors', 'vae/*.txt', 'vae/*.model', 'vae/tokenizer*']
+    >>> component_patterns({"vae": ["diffusers", "X"]}, weights=False)
+    ['*.json', 'vae/*.json', 'vae/*.txt', 'vae/*.model', 'vae/tokenizer*']
     """
+    kinds = ("*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*")
+    kinds = kinds if weights else tuple(kind for kind in kinds if kind != "*.safetensors")
     patterns = ["*.json"]
     for name in sorted(key for key in model_index if not key.startswith("_")):
-        for pattern in ("*.json", "*.safetensors", "*.txt", "*.model", "tokenizer*"):
-            patterns.append(f"{name}/{pattern}")
+        patterns.extend(f"{name}/{kind}" for kind in kinds)
     return patterns
 
 
@@ -126,3 +134,19 @@ def load_generator(
     return StableAudio3.from_folder(
         folder, label=label, revision=revision, device=device, dtype=torch_dtype
     )
+
+
+def load_generator_limits(
+    name_or_path: str | Path, *, revision: str | None = None
+) -> GeneratorLimits:
+    """A generator's limits (what a request is checked against) from its folder's configs,
+    without reading a byte of its weights: for a process that checks requests but renders none.
+    Computed by the same family function the loaded generator's come from."""
+    folder, _ = resolve_folder(name_or_path, revision, weights=False)
+    if model_family(folder) == "stable-audio-open":
+        from generation.stable_audio_open import folder_limits as open_limits
+
+        return open_limits(folder)
+    from generation.stable_audio_3 import folder_limits as sa3_limits
+
+    return sa3_limits(folder)

@@ -32,7 +32,7 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,11 +52,13 @@ from transformers import AutoTokenizer, T5GemmaEncoderModel
 from audio.signal import fit_length, match_channels, splice
 from generation.interface import (
     Cancelled,
+    GeneratorLimits,
     ProgressFn,
     RenderInputError,
     RenderResult,
     RenderSettings,
     checked_settings,
+    component_config,
     folder_defaults,
 )
 from generation.weights import folder_sha256
@@ -67,10 +69,71 @@ PIPELINE_MAX_TOKENS = 256
 LOGSNR_MIN, LOGSNR_MAX = -6.2, 2.0
 
 
+FAMILY = "stable-audio-3"
+
+
+def stable_audio_3_limits(
+    vae: Mapping[str, Any],
+    duration_embedder: Mapping[str, Any],
+    scheduler: Mapping[str, Any],
+    *,
+    default_steps: int | None = None,
+    default_cfg: float = 1.0,
+    max_duration_s: float | None = None,
+) -> GeneratorLimits:
+    """The limits of a model with these VAE, duration embedder and scheduler configs — the
+    loaded components' configs, or their config files as :func:`folder_limits` reads them.
+
+    Beyond the embedder's ``max_val`` every duration looks the same to the model, so a
+    configured ``max_duration_s`` can only lower it. The default steps are the pipelines' own:
+    8 ping-pong steps for the distilled checkpoint (stochastic sampling), 100 Euler steps for
+    the base one.
+    """
+    embedder_max = float(duration_embedder["max_val"])
+    stochastic = bool(scheduler.get("stochastic_sampling", False))
+    return GeneratorLimits(
+        family=FAMILY,
+        sample_rate=int(vae["sampling_rate"]),
+        channels=int(vae["audio_channels"]),
+        max_duration_s=min(embedder_max, max_duration_s or embedder_max),
+        default_steps=default_steps or (8 if stochastic else 100),
+        default_cfg=default_cfg,
+    )
+
+
+def folder_limits(folder: Path) -> GeneratorLimits:
+    """A Stable Audio 3 folder's limits from its configs alone (no weights read)."""
+    folder = Path(folder)
+    steps, cfg, limit = _folder_settings(folder)
+    return stable_audio_3_limits(
+        component_config(AutoencoderSAME, folder / "vae" / "config.json"),
+        component_config(
+            StableAudio3DurationEmbedder, folder / "duration_embedder" / "config.json"
+        ),
+        component_config(_scheduler_class(folder), folder / "scheduler" / "scheduler_config.json"),
+        default_steps=steps,
+        default_cfg=cfg,
+        max_duration_s=limit,
+    )
+
+
+def _folder_settings(folder: Path) -> tuple[int | None, float, float | None]:
+    """(default steps, default cfg, max duration) from the folder's audiorag.json (None: the
+    model's own)."""
+    defaults = folder_defaults(folder)
+    steps = defaults.get("default_steps")
+    limit = defaults.get("max_duration_s")
+    return (
+        int(steps) if steps is not None else None,
+        float(defaults.get("default_cfg", 1.0)),
+        float(limit) if limit is not None else None,
+    )
+
+
 class StableAudio3:
     """A loaded Stable Audio 3–family model; see the module docstring for what it renders."""
 
-    family = "stable-audio-3"
+    family = FAMILY
 
     def __init__(
         self,
@@ -93,19 +156,22 @@ class StableAudio3:
         self.device = torch.device(device)
         self.id = model_id
         self.weights_sha256 = weights_sha256
-        vae = pipe.vae
-        self.sample_rate = int(vae.config.sampling_rate)
-        self.channels = int(vae.config.audio_channels)
-        self.hop_length = int(vae.downsampling_ratio)
+        # The same function computes the limits a check-only process reads from the configs.
+        self.limits = stable_audio_3_limits(
+            pipe.vae.config,
+            pipe.duration_embedder.config,
+            pipe.scheduler.config,
+            default_steps=default_steps,
+            default_cfg=default_cfg,
+            max_duration_s=max_duration_s,
+        )
+        self.sample_rate = self.limits.sample_rate
+        self.channels = self.limits.channels
+        self.max_duration_s = self.limits.max_duration_s
+        self.default_steps = self.limits.default_steps
+        self.default_cfg = self.limits.default_cfg
+        self.hop_length = int(pipe.vae.downsampling_ratio)
         self.dtype = pipe.transformer.dtype
-        # Beyond the embedder's max_val every duration looks the same to the model.
-        embedder_max = float(pipe.duration_embedder.config.max_val)
-        self.max_duration_s = min(embedder_max, max_duration_s or embedder_max)
-        # The pipelines' own default: 8 ping-pong steps for the distilled checkpoint (stochastic
-        # sampling), 100 Euler steps for the base one.
-        stochastic = bool(pipe.scheduler.config.get("stochastic_sampling", False))
-        self.default_steps = default_steps or (8 if stochastic else 100)
-        self.default_cfg = default_cfg
 
     @classmethod
     def from_folder(
@@ -135,17 +201,15 @@ class StableAudio3:
             ),
         )
         digest = folder_sha256(folder)
-        defaults = folder_defaults(folder)
-        steps = defaults.get("default_steps")
-        limit = defaults.get("max_duration_s")
+        steps, cfg, limit = _folder_settings(folder)
         return cls(
             pipe,
             model_id=f"{label}@{revision or digest[:12]}",
             weights_sha256=digest,
             device=device,
-            default_steps=int(steps) if steps is not None else None,
-            default_cfg=float(defaults.get("default_cfg", 1.0)),
-            max_duration_s=float(limit) if limit is not None else None,
+            default_steps=steps,
+            default_cfg=cfg,
+            max_duration_s=limit,
         )
 
     # -- text --------------------------------------------------------------------------------

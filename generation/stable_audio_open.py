@@ -50,10 +50,12 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, T5EncoderModel
 from audio.signal import fit_length, match_channels, splice
 from generation.interface import (
     Cancelled,
+    GeneratorLimits,
     ProgressFn,
     RenderResult,
     RenderSettings,
     checked_settings,
+    component_config,
     folder_defaults,
 )
 from generation.speed import (
@@ -88,10 +90,56 @@ def auto_window(config: Mapping[str, Any]) -> str:
     return "full" if real else "fit"
 
 
+FAMILY = "stable-audio-open"
+# Stable Audio Open 1.0's own sampler settings, for a folder with no audiorag.json.
+DEFAULT_STEPS, DEFAULT_CFG = 100, 7.0
+
+
+def stable_audio_open_limits(
+    vae: Mapping[str, Any],
+    transformer: Mapping[str, Any],
+    *,
+    default_steps: int = DEFAULT_STEPS,
+    default_cfg: float = DEFAULT_CFG,
+) -> GeneratorLimits:
+    """The limits of a model with this VAE and DiT config — the loaded components' configs, or
+    their config.json files as :func:`folder_limits` reads them: the VAE's rate and channels,
+    and the DiT's window (``sample_size`` latent frames of ``prod(downsampling_ratios)``
+    samples each)."""
+    sample_rate = int(vae["sampling_rate"])
+    hop_length = math.prod(int(ratio) for ratio in vae["downsampling_ratios"])
+    return GeneratorLimits(
+        family=FAMILY,
+        sample_rate=sample_rate,
+        channels=int(vae["audio_channels"]),
+        max_duration_s=int(transformer["sample_size"]) * hop_length / sample_rate,
+        default_steps=default_steps,
+        default_cfg=default_cfg,
+    )
+
+
+def folder_limits(folder: Path) -> GeneratorLimits:
+    """A Stable Audio Open folder's limits from its configs alone (no weights read)."""
+    steps, cfg = _folder_settings(folder)
+    return stable_audio_open_limits(
+        component_config(AutoencoderOobleck, folder / "vae" / "config.json"),
+        component_config(StableAudioDiTModel, folder / "transformer" / "config.json"),
+        default_steps=steps,
+        default_cfg=cfg,
+    )
+
+
+def _folder_settings(folder: Path) -> tuple[int, float]:
+    """(default steps, default cfg) from the folder's audiorag.json, else Stable Audio Open's."""
+    defaults = folder_defaults(folder)
+    steps = int(defaults.get("default_steps", DEFAULT_STEPS))
+    return steps, float(defaults.get("default_cfg", DEFAULT_CFG))
+
+
 class StableAudioOpen:
     """A loaded Stable Audio Open–family model; see the module docstring for what it renders."""
 
-    family = "stable-audio-open"
+    family = FAMILY
 
     def __init__(
         self,
@@ -100,8 +148,8 @@ class StableAudioOpen:
         model_id: str,
         weights_sha256: str,
         device: str = "cpu",
-        default_steps: int = 100,
-        default_cfg: float = 7.0,
+        default_steps: int = DEFAULT_STEPS,
+        default_cfg: float = DEFAULT_CFG,
         window: str = "auto",
     ) -> None:
         self.pipe = pipe.to(device)
@@ -113,14 +161,20 @@ class StableAudioOpen:
         self.device = torch.device(device)
         self.id = model_id
         self.weights_sha256 = weights_sha256
-        self.default_steps = default_steps
-        self.default_cfg = default_cfg
-        vae = pipe.vae
-        self.sample_rate = int(vae.config.sampling_rate)
-        self.channels = int(vae.config.audio_channels)
-        self.hop_length = int(vae.hop_length)
+        # The same function computes the limits a check-only process reads from the configs.
+        self.limits = stable_audio_open_limits(
+            pipe.vae.config,
+            pipe.transformer.config,
+            default_steps=default_steps,
+            default_cfg=default_cfg,
+        )
+        self.default_steps = self.limits.default_steps
+        self.default_cfg = self.limits.default_cfg
+        self.sample_rate = self.limits.sample_rate
+        self.channels = self.limits.channels
+        self.max_duration_s = self.limits.max_duration_s
+        self.hop_length = int(pipe.vae.hop_length)
         self.window_frames = int(pipe.transformer.config.sample_size)
-        self.max_duration_s = self.window_frames * self.hop_length / self.sample_rate
         self.window = "fit"
         self.set_window(window)
         self.dtype = pipe.transformer.dtype  # latents and the sampler's state
@@ -168,14 +222,14 @@ class StableAudioOpen:
             ),
         )
         digest = folder_sha256(folder)
-        defaults = folder_defaults(folder)
+        steps, cfg = _folder_settings(folder)
         return cls(
             pipe,
             model_id=f"{label}@{revision or digest[:12]}",
             weights_sha256=digest,
             device=device,
-            default_steps=int(defaults.get("default_steps", 100)),
-            default_cfg=float(defaults.get("default_cfg", 7.0)),
+            default_steps=steps,
+            default_cfg=cfg,
         )
 
     # -- text --------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ from audio.signal import match_channels, resample
 from generation.interface import (
     Cancelled,
     Generator,
+    GeneratorLimits,
     RenderInputError,
+    RenderLimits,
     RenderSettings,
     checked_settings,
 )
@@ -127,12 +129,29 @@ ProgressFn = Callable[[int, int], None]
 class Orchestrator:
     store: VectorStore
     embedder: ClapEmbedder
-    generator: Generator
+    # The loaded generator; or only its limits for a check-only orchestrator (an API replica
+    # whose render workers run elsewhere: it refuses bad requests at submit, renders nothing).
+    generator: Generator | GeneratorLimits
     guardrails: Guardrails
     catalog_roots: CatalogRoots
     watermarker: Watermarker | None = None
     provenance: Provenance | None = None
     generator_notice: str | None = None  # e.g. "untrained stand-in model", shown and recorded
+
+    @property
+    def limits(self) -> RenderLimits:
+        """What requests are checked against: the generator's rate, channels, longest take and
+        defaults (a loaded generator and its :class:`GeneratorLimits` both have them)."""
+        return self.generator
+
+    def renderer(self) -> Generator:
+        """The loaded generator; a check-only orchestrator has none and refuses to render."""
+        if isinstance(self.generator, GeneratorLimits):
+            raise GenerationError(
+                "this process only checks requests (it holds the generator's limits, not its "
+                "weights); render workers render them"
+            )
+        return self.generator
 
     def generate(
         self,
@@ -145,6 +164,7 @@ class Orchestrator:
         """Render ``request`` into ``out_dir/<take id>/``; see the module docstring."""
         started = time.perf_counter()
         timings: dict[str, float] = {}
+        generator = self.renderer()
         request, settings, inpaint_audio = self._validated(request)
         t0 = time.perf_counter()
         seeds, retrieval, stack = self._seeds(request)
@@ -162,8 +182,8 @@ class Orchestrator:
             seeds,
             bpm=bpm,
             key=key,
-            count_tokens=self.generator.count_tokens,
-            max_tokens=self.generator.max_prompt_tokens,
+            count_tokens=generator.count_tokens,
+            max_tokens=generator.max_prompt_tokens,
         )
         settings = replace(settings, prompt=prompt)
         t0 = time.perf_counter()
@@ -172,11 +192,13 @@ class Orchestrator:
         if cancel is not None and cancel.is_set():
             raise Cancelled("cancelled before rendering")
         try:
-            result = self.generator.render(settings, init, progress=progress, cancel=cancel)
+            result = generator.render(settings, init, progress=progress, cancel=cancel)
         except RenderInputError as err:
             raise GenerationError(str(err)) from err
 
-        manifest = self._manifest(request, settings, seeds, retrieval, added, bpm, key, mode)
+        manifest = self._manifest(
+            generator, request, settings, seeds, retrieval, added, bpm, key, mode
+        )
         if stack is not None:
             manifest["stack"] = {"roles_from": retrieval.get("roles_from"), **stack.to_json()}
         manifest["sampler"] = {**result.sampler, "seed": settings.seed}
@@ -195,7 +217,8 @@ class Orchestrator:
         return take
 
     def check(self, request: GenerateRequest) -> None:
-        """Refuse now what :meth:`generate` would refuse before rendering.
+        """Refuse now what :meth:`generate` would refuse before rendering (needs only the
+        generator's :attr:`limits`, so a check-only orchestrator can).
 
         Bad fields, unreadable clips and blocked prompt terms raise :class:`GenerationError`
         (or :class:`BlockedPrompt`) — for a service that must answer 422 at submit time rather
@@ -216,7 +239,7 @@ class Orchestrator:
         rendering), which also makes an in-paint's duration its clip's. Returns the request
         with defaults filled in, the settings, and the in-paint clip (or None).
         """
-        gen = self.generator
+        gen = self.limits
         if not request.prompt or not request.prompt.strip():
             raise GenerationError("prompt is empty")
         inpainting = request.inpaint is not None
@@ -270,8 +293,8 @@ class Orchestrator:
         if request.inpaint_from_s is None or request.inpaint_to_s is None:
             raise GenerationError("in-painting needs both a start and an end time (--from, --to)")
         clip = _decode(request.inpaint, "in-paint clip")
-        audio = resample(clip.samples, clip.sr, self.generator.sample_rate)
-        return match_channels(audio, self.generator.channels)
+        audio = resample(clip.samples, clip.sr, self.limits.sample_rate)
+        return match_channels(audio, self.limits.channels)
 
     def _seeds(self, request: GenerateRequest) -> tuple[list[Seed], dict[str, Any], Stack | None]:
         """Pinned items first, then one retrieved item per role (the stack); every one licensed
@@ -401,7 +424,7 @@ class Orchestrator:
         key: str | None,
         inpaint_audio: np.ndarray | None,
     ) -> tuple[np.ndarray | None, TakeMode]:
-        gen = self.generator
+        gen = self.limits
         if inpaint_audio is not None:
             return inpaint_audio, TakeMode.IN_PAINT
         if not seeds or settings.strength >= 1.0:
@@ -420,6 +443,7 @@ class Orchestrator:
 
     def _manifest(
         self,
+        gen: Generator,
         request: GenerateRequest,
         settings: RenderSettings,
         seeds: list[Seed],
@@ -430,7 +454,6 @@ class Orchestrator:
         mode: TakeMode,
     ) -> dict[str, Any]:
         """The manifest's fields known before rendering (see :class:`TakeManifest`)."""
-        gen = self.generator
         return {
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "mode": mode,

@@ -68,12 +68,20 @@ class Models:
                 self.generator_error = f"{type(err).__name__}: {err}"
         self.ready.set()
 
+    @property
+    def checks_only(self) -> bool:
+        """No render threads here (render workers run elsewhere): the generator's limits are
+        enough to refuse bad requests at submit, so its weights are never loaded."""
+        return self.settings.api_generation_workers == 0
+
     def _load_orchestrator(self, store: LockedStore, embedder: ClapEmbedder) -> Generates:
         """The orchestrator, sharing the app's store and CLAP (the embedded store allows one
-        open per process, and one CLAP in memory is enough)."""
-        from audiorag.components import load_orchestrator
+        open per process, and one CLAP in memory is enough); a check-only one when this process
+        renders nothing."""
+        from audiorag.components import load_check_orchestrator, load_orchestrator
 
-        orchestrator = load_orchestrator(self.settings, store=store, embedder=embedder)
+        load = load_check_orchestrator if self.checks_only else load_orchestrator
+        orchestrator = load(self.settings, store=store, embedder=embedder)
         if orchestrator.generator_notice:
             log.warning(orchestrator.generator_notice)
         return orchestrator
@@ -101,6 +109,8 @@ class Models:
         detail = self.load_error or self.generator_error
         if not loaded and detail is None:
             detail = "loading models and store"
+        if detail is None and generator and self.checks_only and not self._given_orchestrator:
+            detail = "generator: checks only; rendered by workers"
         return {
             "ready": bool(store and embedder and generator),
             "store": store,
