@@ -51,6 +51,14 @@ def train_clap_command(
             exists=True, file_okay=False, help="Fine-tune this CLAP folder instead of a new one."
         ),
     ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch intra-op threads (default: one per core). On a CPU shared with other "
+            "jobs 1 is often 2-5x faster per step.",
+        ),
+    ] = None,
 ) -> None:
     """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder.
     Catalogs may be demo loops or one-shots (audiorag.democatalog.oneshots)."""
@@ -68,6 +76,7 @@ def train_clap_command(
         timbre_augment=timbre_augment,
         record_augment=record_augment,
         init_from=init_from,
+        threads=threads,
     )
     console.print(
         f"[green]trained on {summary.items} stems for {summary.epochs} epochs "
