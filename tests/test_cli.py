@@ -118,6 +118,9 @@ def test_generate_writes_a_take_and_reports_bad_input(cli_env, tiny_generator_fo
     assert (out / manifest["take_id"] / "audio.wav").is_file()
     assert (out / manifest["take_id"] / "audio.flac").is_file()
     assert manifest["seeds"] and all(s["catalog"] == "mine" for s in manifest["seeds"])
+    result = runner.invoke(app, args)  # the human-readable summary, seed table included
+    assert result.exit_code == 0, result.output
+    assert "seeded by" in result.output and "time-stretch" not in result.output
 
     result = runner.invoke(app, [args[0], "like Daft-Punk", *args[2:]])
     assert result.exit_code == 2 and "Daft Punk" in result.output
@@ -138,3 +141,14 @@ def test_a_configured_model_folder_that_does_not_exist_is_one_line_and_exit_2(
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert "AUDIORAG_CLAP_MODEL" in err and "no such folder" in err and "Traceback" not in err
+
+
+def test_the_seed_table_says_what_alignment_did_not_which_tool_ran():
+    from audiorag.cli.generate import alignment_done
+
+    tool = {"method": "time-stretch + pitch-shift"}  # recorded whether or not it changed anything
+    stretched = {**tool, "tempo_ratio": 1.0745, "source_bpm": 161.0, "target_bpm": 173.0}
+    assert alignment_done({**stretched, "semitones": 0}) == "tempo ×1.07 (161 → 173 BPM)"
+    assert alignment_done({**tool, "tempo_ratio": 1.0, "semitones": 3}) == "+3 st"
+    assert alignment_done({**tool, "tempo_ratio": 1.0, "semitones": 0}) == "as is"
+    assert alignment_done({"skipped": "unusable: bad file"}) == "skipped: unusable: bad file"

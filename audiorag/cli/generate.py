@@ -124,6 +124,33 @@ def generate_command(
     print_take(take)
 
 
+def alignment_done(align: dict) -> str:
+    """What aligning a seed did, from its manifest record: the tempo change and transposition
+    actually applied (the record's ``method`` names the tool, which runs even when it changes
+    nothing), or why it was skipped.
+
+    >>> alignment_done({"tempo_ratio": 1.0745, "source_bpm": 161.0, "target_bpm": 173.0,
+    ...                 "semitones": -2})
+    'tempo ×1.07 (161 → 173 BPM), -2 st'
+    >>> alignment_done({"tempo_ratio": 1.0, "semitones": 0})
+    'as is'
+    >>> alignment_done({"skipped": "one-shot"})
+    'skipped: one-shot'
+    """
+    if align.get("skipped"):
+        return f"skipped: {align['skipped']}"
+    done = []
+    ratio = align.get("tempo_ratio")
+    if ratio is not None and abs(ratio - 1.0) > 1e-3:
+        bpm = ""
+        if align.get("source_bpm") and align.get("target_bpm"):
+            bpm = f" ({align['source_bpm']:g} → {align['target_bpm']:g} BPM)"
+        done.append(f"tempo ×{ratio:.2f}{bpm}")
+    if align.get("semitones"):
+        done.append(f"{align['semitones']:+g} st")
+    return ", ".join(done) or "as is"
+
+
 def print_take(take) -> None:
     manifest = take.manifest
     console.print(f"[green]take {take.id}[/] ({manifest['mode']}) → {take.folder}")
@@ -160,7 +187,7 @@ def print_take(take) -> None:
                 seed.get("instrument") or "—",
                 seed.get("path") or "",
                 f"{seed['licence'].get('holder')} ({seed['licence'].get('id')})",
-                align.get("skipped") or align.get("method", "—"),
+                alignment_done(align),
             )
         console.print(table)
     elif manifest["retrieval"].get("status") == "empty":
