@@ -4,6 +4,7 @@
     python bench/search_latency.py --sizes 10000   # quick look
     nice -n 10 python bench/search_latency.py --sizes 1000000 --no-text --name search_latency_1m
     ... --store /tmp/store1m --ef 1024 --oversampling 8   # build once, probe search settings
+    ... --data structured --name search_latency_1m_structured  # low-dim clusters, like CLAP's
 
 Scale: the catalog is generated in float32 chunks and holds one copy of the audio vectors (2 GB at
 10^6); text vectors are made per upsert batch and dropped (``--no-text`` stores none: half the
@@ -20,6 +21,23 @@ cluster, as in a real catalog of sample packs. That is the hard case for filtere
 keeps a few far-apart islands of the graph. Recall@10 is measured against numpy brute force over
 the points the filter keeps. Latency is wall time around ``store.search`` (our validation and
 conversion included), one query at a time, after a short warm-up.
+
+Two data models (``--data``), with the same clusters, filters and payload columns:
+
+* ``isotropic`` (default, the committed runs): a point is center + 0.03 Gaussian noise in all 512
+  dims. Nearly all of a cluster sits in a thin shell: similarity 0.68 ± 0.017 to a query of its
+  cluster, the 30th neighbour only 1.02x as far as the 10th at 10^6. A worst case: nearest
+  neighbours there are barely defined, so approximate search cannot tell them apart.
+* ``structured``: center + noise in a random ``SUBSPACE_DIM``-d subspace per cluster + a small
+  isotropic residual, then normalised. Set from ``bench/embedding_structure.py`` on the bundled
+  CLAP's embeddings of demo-catalog stems (results/embedding_structure.md): 4 components hold
+  90 % and 6 hold 95 % of the within-family variance, with shares falling ~2x per component; the
+  within-family variance is 0.08-0.38 (median 0.15 on the training catalog, 0.21 held out),
+  similarity to the family center 0.88-0.91 ± 0.08-0.10. So the subspace has 6 axes with the
+  measured shares (``SUBSPACE_SHARES``) carrying 95 % of a total variance ``CLUSTER_VAR`` = 0.2;
+  the other 5 % is spread over all 512 dims. Real embeddings are 128-d, from a small demo model
+  on synthetic audio; the 512-d setting and the 50 clusters stay, only a cluster's shape
+  changes. Queries are fresh points of a cluster in both models.
 
 Writes ``bench/results/<name>.md`` and ``.json`` (``--name``, default ``search_latency``).
 """
@@ -60,12 +78,58 @@ OUT = Path(__file__).parent / "results"
 CHUNK = 100_000  # rows generated / scored at a time: 200 MB of float32 512-d vectors
 
 
+# Structured data (see the docstring): measured on CLAP demo embeddings, bench/embedding_structure.
+SUBSPACE_SHARES = (0.5125, 0.2377, 0.1133, 0.0567, 0.0306, 0.0180)  # mean family PCA spectrum
+SUBSPACE_DIM = len(SUBSPACE_SHARES)  # 95 % of the within-family variance (median d95)
+CLUSTER_VAR = 0.2  # median within-family total variance of the unit embeddings
+RESIDUAL_SHARE = 0.05  # the variance beyond the top components, isotropic over all DIM dims
+ISOTROPIC_NOISE = 0.03  # per-dim noise of the default data model
+
+
+@dataclass
+class ClusterModel:
+    """How a cluster's points scatter around its center: in all dims, or in a small subspace."""
+
+    data: str  # "isotropic" or "structured"
+    centers: np.ndarray  # (clusters, DIM) float64 unit
+    bases: np.ndarray | None = None  # (clusters, SUBSPACE_DIM, DIM) float32 orthonormal rows
+
+    def noise(self, cluster: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """float32 offsets from the centers for points of ``cluster`` (ids, one per point)."""
+        n = len(cluster)
+        if self.bases is None:
+            return ISOTROPIC_NOISE * rng.standard_normal((n, DIM), np.float32)
+        scales = np.sqrt(CLUSTER_VAR * (1 - RESIDUAL_SHARE) * np.array(SUBSPACE_SHARES))
+        scales = (scales / np.sqrt(sum(SUBSPACE_SHARES))).astype(np.float32)
+        coords = rng.standard_normal((n, SUBSPACE_DIM), np.float32) * scales
+        along = np.einsum("nk,nkd->nd", coords, self.bases[cluster])
+        residual = np.sqrt(CLUSTER_VAR * RESIDUAL_SHARE / DIM).astype(np.float32)
+        return along + residual * rng.standard_normal((n, DIM), np.float32)
+
+    def sample(self, cluster: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Unit float32 points of the given clusters."""
+        return unit(self.centers[cluster].astype(np.float32) + self.noise(cluster, rng))
+
+
+def make_cluster_model(data: str, centers: np.ndarray, seed: int) -> ClusterModel:
+    if data == "isotropic":
+        return ClusterModel(data, centers)
+    if data != "structured":
+        raise ValueError(f"--data: unknown data model {data!r} (isotropic or structured)")
+    # Own stream: the isotropic catalog and everything drawn after the centers stay unchanged.
+    basis_rng = np.random.default_rng((seed, 2))
+    raw = basis_rng.standard_normal((len(centers), DIM, SUBSPACE_DIM))
+    bases = np.linalg.qr(raw)[0].transpose(0, 2, 1).astype(np.float32)
+    return ClusterModel(data, centers, bases)
+
+
 @dataclass
 class Catalog:
     """Synthetic points plus the columns the ground truth filters on."""
 
     audio: np.ndarray  # (n, DIM) float32 unit vectors: the one big array kept
     centers: np.ndarray
+    model: ClusterModel
     instrument: np.ndarray
     bpm: np.ndarray
     licence: np.ndarray
@@ -102,9 +166,12 @@ class Catalog:
         return unit(rng.standard_normal((stop - start, DIM), dtype=np.float32))
 
 
-def make_catalog(n: int, seed: int = 0, *, with_text: bool = True) -> Catalog:
+def make_catalog(
+    n: int, seed: int = 0, *, with_text: bool = True, data: str = "isotropic"
+) -> Catalog:
     rng = np.random.default_rng(seed)
     centers = unit(rng.standard_normal((CLUSTERS, DIM)))
+    model = make_cluster_model(data, centers, seed)
     cluster = rng.integers(0, CLUSTERS, n)
     # 80 % of a cluster's items share its instrument and licence (a sample pack), 20 % are random.
     stray = rng.random(n) < 0.2
@@ -114,14 +181,20 @@ def make_catalog(n: int, seed: int = 0, *, with_text: bool = True) -> Catalog:
     bpm = np.clip(rng.normal(60 + (cluster % 12) * 10, 8), 50, 200).round()
     # float32 chunks: a float64 (n, DIM) temporary would be 4 GB per copy at 10^6.
     audio = np.empty((n, DIM), np.float32)
-    centers32 = centers.astype(np.float32)
     for a in range(0, n, CHUNK):
         b = min(a + CHUNK, n)
-        noise = np.random.default_rng((seed, 0, a)).standard_normal((b - a, DIM), np.float32)
-        audio[a:b] = unit(centers32[cluster[a:b]] + 0.03 * noise)
+        audio[a:b] = model.sample(cluster[a:b], np.random.default_rng((seed, 0, a)))
     ids = [point_id("bench", f"{i:064x}") for i in range(n)]
     return Catalog(
-        audio, centers, np.array(INSTRUMENTS)[inst_idx], bpm, names[lic_idx], ids, seed, with_text
+        audio,
+        centers,
+        model,
+        np.array(INSTRUMENTS)[inst_idx],
+        bpm,
+        names[lic_idx],
+        ids,
+        seed,
+        with_text,
     )
 
 
@@ -176,8 +249,12 @@ def make_queries(cat: Catalog, make_filter: FilterMaker, count: int, seed: int) 
     rng = np.random.default_rng(seed)
     queries = []
     for _ in range(count):
-        center = cat.centers[rng.integers(0, CLUSTERS)]
-        vector = unit(center + 0.03 * rng.standard_normal(DIM)).astype(np.float32)
+        cluster = rng.integers(0, CLUSTERS)
+        if cat.model.bases is None:  # as the committed isotropic runs drew them
+            noise = ISOTROPIC_NOISE * rng.standard_normal(DIM)
+            vector = unit(cat.centers[cluster] + noise).astype(np.float32)
+        else:  # a fresh point of the cluster, like the catalog's
+            vector = cat.model.sample(np.array([cluster]), rng)[0]
         queries.append((vector, *make_filter(cat, rng)))
     return queries
 
@@ -458,6 +535,16 @@ def markdown(rows: list[Row], setup: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def data_note(data: str) -> str:
+    if data == "isotropic":
+        return f"isotropic (center + {ISOTROPIC_NOISE} noise in all {DIM} dims)"
+    return (
+        f"structured (center + noise in a random {SUBSPACE_DIM}-d subspace per cluster, shares "
+        f"{SUBSPACE_SHARES} of {1 - RESIDUAL_SHARE:.0%} of variance {CLUSTER_VAR}, "
+        f"{RESIDUAL_SHARE:.0%} isotropic residual; from bench/embedding_structure.py)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
@@ -469,6 +556,12 @@ def main() -> None:
     parser.add_argument("--local-queries-large", type=int, default=20, help="local, >= 50k")
     parser.add_argument("--local-max", type=int, default=100_000, help="skip local mode above")
     parser.add_argument("--no-text", action="store_true", help="store the audio vector only")
+    parser.add_argument(
+        "--data",
+        choices=("isotropic", "structured"),
+        default="isotropic",
+        help="cluster shape: noise in all dims (default) or in a low-dim subspace (docstring)",
+    )
     parser.add_argument("--ef", type=int, default=HnswParams.ef)
     parser.add_argument("--m", type=int, default=HnswParams.m)
     parser.add_argument("--ef-construct", type=int, default=HnswParams.ef_construct)
@@ -490,7 +583,7 @@ def main() -> None:
     load_before, start = load(), time.perf_counter()
     for n in args.sizes:
         print(f"# {n:,} points, {DIM}-d, {CLUSTERS} clusters ({time.strftime('%H:%M:%S')})")
-        cat = make_catalog(n, with_text=not args.no_text)
+        cat = make_catalog(n, with_text=not args.no_text, data=args.data)
         print(f"  catalog made; RSS {rss_gib()[0]:.1f} GiB", flush=True)
         n_exact = args.queries if n <= 100_000 else min(args.queries, args.exact_queries)
         edge_rows, build = bench_edge(cat, args.queries, n_exact, hnsw, args.filters, args.store)
@@ -509,7 +602,8 @@ def main() -> None:
     notes = (
         f"Machine: {machine()}; load average (1/5/15 min) {load_before} at start, {load()} at "
         f"end; {time.perf_counter() - start:.0f} s in all. HNSW: {asdict(hnsw)}. "
-        f"Vectors stored: {'audio only' if args.no_text else 'audio + text'}."
+        f"Vectors stored: {'audio only' if args.no_text else 'audio + text'}. "
+        f"Data: {data_note(args.data)}."
     )
     if skipped:
         notes += (
@@ -519,7 +613,14 @@ def main() -> None:
     notes += "\n"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.md").write_text(f"{notes}\n{table}")
-    report = {"notes": notes.strip(), "hnsw": asdict(hnsw), "setup": setup}
+    report = {"notes": notes.strip(), "hnsw": asdict(hnsw), "setup": setup, "data": args.data}
+    if args.data == "structured":
+        report["structure"] = {
+            "subspace_dim": SUBSPACE_DIM,
+            "subspace_shares": SUBSPACE_SHARES,
+            "cluster_var": CLUSTER_VAR,
+            "residual_share": RESIDUAL_SHARE,
+        }
     report["rows"] = [asdict(r) for r in rows]
     (args.out / f"{args.name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"\n{notes}\n{table}")
