@@ -472,24 +472,33 @@ class JobQueue:
     ) -> str:
         """Record a queued job; :class:`QueueFull`, :class:`Draining` or
         :class:`StorageUnavailable` (nothing recorded) when it cannot be taken."""
+        job_id = new_job_id()
+        if self._upload_inputs is not None:
+            self._admit()  # refuse before copying anything a refused job would not need
+            # Outside the lock: a reference clip may be large and the storage remote, and
+            # other submissions to this process must not wait behind the copy.
+            try:
+                spec = self._upload_inputs(job_id, spec)
+            except OSError as err:  # fsspec backends raise OSError subclasses
+                log.error("job inputs: upload to the shared storage failed", exc_info=err)
+                raise StorageUnavailable(_why(err)) from err
         with self._lock:
-            if self._draining:
-                raise Draining()
-            queued = repo.count_queued(self.db)
-            self.metrics.queue_depth.set(queued)
-            if queued >= self._maxsize:
-                raise QueueFull(self._retry_after(queued))
-            job_id = new_job_id()
-            if self._upload_inputs is not None:
-                try:
-                    spec = self._upload_inputs(job_id, spec)
-                except OSError as err:  # fsspec backends raise OSError subclasses
-                    log.error("job inputs: upload to the shared storage failed", exc_info=err)
-                    raise StorageUnavailable(_why(err)) from err
+            queued = self._admit()
             repo.insert(self.db, job_id, tenant, spec, session_id, parent_take)
         self.worker.wake()
         self.metrics.queue_depth.set(queued + 1)
         return job_id
+
+    def _admit(self) -> int:
+        """The queued jobs in the shared table, or :class:`Draining` / :class:`QueueFull` when
+        no more may be taken."""
+        if self._draining:
+            raise Draining()
+        queued = repo.count_queued(self.db)
+        self.metrics.queue_depth.set(queued)
+        if queued >= self._maxsize:
+            raise QueueFull(self._retry_after(queued))
+        return queued
 
     def retry_after(self) -> int:
         return self._retry_after(repo.count_queued(self.db))
