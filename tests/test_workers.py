@@ -127,7 +127,7 @@ def test_a_job_whose_inputs_the_storage_refuses_is_not_recorded(tmp_path):
 @contextmanager
 def running_worker(env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
     """``audiorag worker`` in a subprocess, once it has loaded its models."""
-    command = [sys.executable, "-m", "audiorag.cli.app", "worker", "--drain-seconds", "5"]
+    command = [sys.executable, "-m", "audiorag.cli.app", "worker", "--drain-seconds", "0.5"]
     process = subprocess.Popen(command, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
     try:
         _until(
@@ -310,7 +310,8 @@ def test_a_draining_worker_requeues_the_job_it_cuts_off(deployment):
         job = job.json()
         first = _until("the job to start", lambda: _runner(db, job["id"]))
         _until("some progress", lambda: _job(on_a, headers, job["id"])["progress"]["done"])
-        workers[first].send_signal(signal.SIGTERM)  # --drain-seconds 5: too short for 400 steps
+        # --drain-seconds 0.5: far too short for 400 steps (an idle machine renders them in 5 s)
+        workers[first].send_signal(signal.SIGTERM)
         assert workers[first].wait(60) == 0
         finished = _until(
             "the other worker to finish it",
