@@ -72,8 +72,6 @@ def load_worker(settings: Settings, threads: int) -> LoadedWorker:
     except BaseException:
         db.close()
         raise
-    if orchestrator.generator_notice:
-        log.warning(orchestrator.generator_notice)
     folders = Folders(settings.data_dir, settings.outputs_dir)
     worker = RenderWorker(
         db,

@@ -136,7 +136,6 @@ class Orchestrator:
     catalog_roots: CatalogRoots
     watermarker: Watermarker | None = None
     provenance: Provenance | None = None
-    generator_notice: str | None = None  # e.g. "untrained stand-in model", shown and recorded
 
     @property
     def limits(self) -> RenderLimits:
@@ -477,7 +476,7 @@ class Orchestrator:
                 "id": gen.id,
                 "family": gen.family,
                 "weights_sha256": gen.weights_sha256,
-                "notice": self.generator_notice,
+                "notice": None,  # kept in the schema: no model we load needs a warning today
             },
         }
 

@@ -81,10 +81,7 @@ class Models:
         from audiorag.components import load_check_orchestrator, load_orchestrator
 
         load = load_check_orchestrator if self.checks_only else load_orchestrator
-        orchestrator = load(self.settings, store=store, embedder=embedder)
-        if orchestrator.generator_notice:
-            log.warning(orchestrator.generator_notice)
-        return orchestrator
+        return load(self.settings, store=store, embedder=embedder)
 
     def stop(self) -> None:
         if self._loader is not None:

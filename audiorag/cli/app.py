@@ -385,8 +385,6 @@ def render_demo_takes(settings: Settings, store, embedder) -> None:
     from rag.orchestrate import GenerateRequest
 
     orchestrator = load_orchestrator(settings, store=store, embedder=embedder)
-    if orchestrator.generator_notice:
-        console.print(f"[yellow]{orchestrator.generator_notice}")
     for spec in DEMO_TAKES:
         duration = min(10.0, orchestrator.generator.max_duration_s)
         request = GenerateRequest(duration_s=duration, catalogs=("demo",), **spec)

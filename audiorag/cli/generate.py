@@ -97,8 +97,6 @@ def generate_command(
         formats=tuple(fmt) if fmt else ("wav", "flac"),
     )
     orchestrator = load_orchestrator(settings, store=store, embedder=embedder)
-    if orchestrator.generator_notice:
-        console.print(f"[yellow]{orchestrator.generator_notice}")
     try:
         with Progress(
             TextColumn("rendering"),
