@@ -189,7 +189,9 @@ def folder_defaults(folder: Path) -> dict[str, Any]:
 def component_config(component: type, config_file: Path) -> dict[str, Any]:
     """A diffusers component's config as its loaded ``.config`` holds it, read without building
     the module: its ``__init__`` defaults overlaid by ``config_file`` (a saved config may leave
-    out any parameter that has a default; loading fills them in the same way)."""
+    out any parameter that has a default; loading fills them in the same way). Not diffusers'
+    ``load_config`` + ``extract_init_dict``: they return the saved keys only — the defaults
+    reach ``.config`` when ``register_to_config`` runs in ``__init__``, i.e. only by building."""
     if not config_file.is_file():
         raise RenderInputError(f"{config_file} is missing (the model folder is incomplete)")
     parameters = inspect.signature(component.__init__).parameters
