@@ -36,6 +36,7 @@ from index.analysis import ANALYSIS_VERSION, bpm_matches, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
 from index.manifest import Entry, Manifest
+from index.names import name_label
 from index.payload import build_payload as build_item_payload
 from index.prepare import (
     Prepared,
@@ -205,9 +206,14 @@ def kind_of(path: Path) -> str | None:
     return None
 
 
-def entry_fingerprint(entry: Entry) -> str:
-    """Hash of what the manifest says about a file: a change refreshes the payload."""
+def entry_fingerprint(entry: Entry, relative: str) -> str:
+    """Hash of what the manifest and the file's name (:func:`index.names.name_label`) say
+    about a file: a change to either refreshes the payload. A file whose name says nothing
+    known hashes as before names counted, so its store is not refreshed for nothing."""
     text = json.dumps(entry.model_dump(mode="json"), sort_keys=True)
+    named = name_label(relative)
+    if named is not None:
+        text += json.dumps(asdict(named), sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -262,7 +268,7 @@ def build_payload(
     item: WorkItem, catalog: str, analysis: dict[str, Any], embedder_id: str
 ) -> dict[str, Any]:
     """The point payload (:class:`index.payload.ItemPayload`) as the store keeps it."""
-    entry_hash = entry_fingerprint(item.entry)
+    entry_hash = entry_fingerprint(item.entry, item.relative)
     return build_item_payload(item, catalog, analysis, embedder_id, entry_hash).to_store()
 
 
@@ -413,7 +419,9 @@ class Indexer:
             old = existing.get(pid)
             if old is None or old.get("analysis_version") != ANALYSIS_VERSION:
                 todo.append(item)
-            elif old.get("path") != relative or old.get("entry_hash") != entry_fingerprint(entry):
+            elif old.get("path") != relative or old.get("entry_hash") != entry_fingerprint(
+                entry, relative
+            ):
                 refresh.append(item)
             else:
                 report.unchanged.append(relative)
@@ -424,13 +432,17 @@ class Indexer:
         return todo, refresh, wanted
 
     def _refresh_payloads(self, items: list[WorkItem], catalog: str, report: IngestReport) -> None:
-        """Licence or path changed, content did not: new payload, same vectors."""
+        """Licence, path or name changed, content did not: new payload, same audio vector, and
+        a new caption vector only where the caption changed."""
         for item in items:
             (old,) = self.store.retrieve([point_id(catalog, item.sha256)], with_vectors=True)
             payload = build_payload(
                 item, catalog, old.payload["analysis"], self.embedder.embedder.id
             )
-            self.store.upsert([Point(old.id, payload, old.vectors)])
+            vectors = dict(old.vectors)
+            if payload["caption"] != old.payload.get("caption"):
+                vectors["text"] = self.embedder.embed_text([payload["caption"]])[0]
+            self.store.upsert([Point(old.id, payload, vectors)])
             report.updated.append(item.relative)
             self.progress.advance(item.relative)
 

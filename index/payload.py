@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from index.analysis import ANALYSIS_VERSION
 from index.manifest import may_seed
+from index.names import name_label
 from index.prepare import WorkItem
 
 
@@ -93,7 +94,8 @@ class ItemPayload(BaseModel):
     bpm: float | None = Field(description="Ground truth if given, else estimated.")
     key: str | None = Field(description='Canonical key ("A minor"); truth, else estimate.')
     instrument: str | None = Field(
-        description="Instrument family; truth, else (MIDI) the busiest track's family."
+        description="Instrument family; truth, else (MIDI) the busiest track's family, else "
+        "the family the file's name or folders state (index.names)."
     )
     genre: str | None
     tags: list[str] = Field(description="Manifest tags, de-duplicated and sorted.")
@@ -111,6 +113,11 @@ class ItemPayload(BaseModel):
         False,
         description="A hit (under index.analysis.ONE_SHOT_MAX_SECONDS), not a loop: tempo and key "
         "do not apply. Filter with SearchRequest.one_shot.",
+    )
+    named_sound: str | None = Field(
+        None,
+        description='What the file\'s name or folders call it ("kick", "cello"; index.names); '
+        "None when they say nothing known. Goes into the composed caption.",
     )
 
     @classmethod
@@ -141,8 +148,13 @@ def caption_from(fields: Mapping[str, Any]) -> str:
     'dark house bass loop at 124 BPM in A minor'
     >>> caption_from({"kind": "stem", "instrument": "drums", "tags": ["hi-hat"], "one_shot": True})
     'hi-hat drums one-shot'
+    >>> caption_from({"kind": "stem", "instrument": "strings", "named_sound": "cello",
+    ...               "one_shot": True})
+    'cello strings one-shot'
     """
-    words = [*fields.get("tags", [])[:2], fields.get("genre"), fields.get("instrument")]
+    sound = fields.get("named_sound")
+    sound = None if sound in (fields.get("instrument"), *fields.get("tags", [])) else sound
+    words = [*fields.get("tags", [])[:2], fields.get("genre"), sound, fields.get("instrument")]
     noun = "MIDI pattern" if fields["kind"] == "midi" else "loop"
     if fields.get("one_shot"):
         noun = "one-shot" if fields["kind"] == "stem" else "MIDI hit"
@@ -162,6 +174,9 @@ def build_payload(
     instrument = meta.instrument
     if instrument is None and item.kind == "midi" and analysis.get("instruments"):
         instrument = max(analysis["instruments"], key=lambda i: i["notes"])["family"]
+    named = name_label(item.relative)
+    if instrument is None and named is not None:
+        instrument = named.family
     fields: dict[str, Any] = {
         "catalog": catalog,
         "kind": item.kind,
@@ -182,5 +197,7 @@ def build_payload(
     }
     if "one_shot" in analysis:  # analyses before ANALYSIS_VERSION 3 had no such flag
         fields["one_shot"] = analysis["one_shot"]
+    if named is not None:
+        fields["named_sound"] = named.sound
     # keyword order is free: the model dumps in its declaration order (caption, then one_shot)
     return ItemPayload(**fields, caption=meta.caption or caption_from(fields))

@@ -81,12 +81,16 @@ def _payload(entry: Entry, kind: str, analysis: dict) -> dict:
 
 
 @pytest.mark.parametrize(
-    ("entry", "kind", "analysis", "stored"),
-    [(STEM, "stem", STEM_ANALYSIS, STEM_JSON), (MIDI, "midi", MIDI_ANALYSIS, MIDI_JSON)],
+    ("entry", "kind", "analysis", "stored", "added"),
+    [
+        # the one field added since: what the path says ("stems/bass/…")
+        (STEM, "stem", STEM_ANALYSIS, STEM_JSON, {"named_sound": "bass"}),
+        (MIDI, "midi", MIDI_ANALYSIS, MIDI_JSON, {}),
+    ],
 )
-def test_built_payload_is_the_json_stored_before_the_model(entry, kind, analysis, stored):
+def test_built_payload_is_the_json_stored_before_the_model(entry, kind, analysis, stored, added):
     payload = _payload(entry, kind, analysis)
-    expected = json.loads(stored)
+    expected = json.loads(stored) | added
     expected["entry_hash"] = "h"  # the hash is the indexer's; everything else is the model's
     expected["analysis_version"] = ANALYSIS_VERSION
     assert json.dumps(payload) == json.dumps(expected)
