@@ -216,3 +216,65 @@ def test_thread_count_holds_for_the_run_and_is_restored(small_catalog, monkeypat
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="threads must be at least 1"):
         train_clap(small_catalog, tmp_path / "none", epochs=1, progress=False, threads=0)
+
+
+def _item(path: str, instrument: str, *, genre: str | None = None, sound: str | None = None):
+    from audiorag.training.train_clap import TrainItem
+
+    meta = {"instrument": instrument, "genre": genre, "tags": [], "bars": None}
+    if sound is not None:
+        meta |= {"one_shot": True, "sound": sound}
+    return TrainItem(path, meta)
+
+
+def test_one_shots_of_a_family_are_partial_positives_and_loops_keep_their_groups():
+    from audiorag.training.train_clap import FAMILY_POSITIVE, Labels
+
+    items = [
+        _item("a", "drums", genre="house"),
+        _item("b", "drums", genre="techno"),  # another drum style: still a negative of "a"
+        _item("c", "drums", sound="kick"),
+        _item("d", "drums", sound="kick"),
+        _item("e", "drums", sound="snare"),
+        _item("f", "strings", sound="violin"),
+        _item("g", "strings", sound="cello"),
+    ]
+    weights = Labels.of(items).positives(torch.arange(len(items)))
+    assert weights[0, 1] == 0 and weights[0, 0] == 1
+    assert weights[2, 3] == 1  # one group
+    assert weights[2, 4] == FAMILY_POSITIVE  # kick and snare: one family
+    assert weights[0, 2] == FAMILY_POSITIVE  # a drum loop and a kick
+    assert weights[5, 6] == FAMILY_POSITIVE and weights[4, 5] == 0
+    assert torch.equal(weights, weights.T)
+
+
+def test_catalog_shares_set_each_catalogs_part_of_an_epoch(small_catalog, tmp_path, monkeypatch):
+    import shutil
+
+    from audiorag.training.train_clap import catalog_sampling
+
+    odds = catalog_sampling([90, 10], [0.5, 0.5])
+    assert odds[:90].sum() == pytest.approx(0.5) and odds[90:].sum() == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="2 shares for 1"):
+        catalog_sampling([3], [0.5, 0.5])
+    with pytest.raises(ValueError, match="positive"):
+        catalog_sampling([3, 3], [1.0, 0.0])
+
+    other = tmp_path / "other"
+    shutil.copytree(small_catalog, other)
+    seen: list[np.ndarray] = []
+    real_epoch = train_module.run_epoch
+
+    def recording_epoch(*args, **kwargs):
+        seen.append(kwargs["sampling"])
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "run_epoch", recording_epoch)
+    summary = train_clap(
+        [small_catalog, other], tmp_path / "shared", epochs=1, batch_size=4, lr=5e-3, seed=11,
+        views=2, progress=False, config=micro_clap_config, shares=[0.9, 0.1],
+    )  # fmt: skip
+    assert summary.items == 2 * COUNT and np.isfinite(summary.epoch_losses[-1])
+    assert seen[0][:COUNT].sum() == pytest.approx(0.9)
+    state = torch.load(tmp_path / "shared" / "checkpoint" / "state.pt", weights_only=False)
+    assert state["hparams"]["shares"] == [0.9, 0.1]

@@ -59,6 +59,14 @@ def train_clap_command(
             "jobs 1 is often 2-5x faster per step.",
         ),
     ] = None,
+    share: Annotated[
+        list[float] | None,
+        typer.Option(
+            min=0.0,
+            help="Share of every epoch per --catalog, in their order (e.g. --share 0.4 "
+            "--share 0.4 --share 0.2); default: pooled by size.",
+        ),
+    ] = None,
 ) -> None:
     """Contrastive audio–caption training of a small CLAP; saves a from_pretrained folder.
     Catalogs may be demo loops or one-shots (audiorag.democatalog.oneshots)."""
@@ -77,6 +85,7 @@ def train_clap_command(
         record_augment=record_augment,
         init_from=init_from,
         threads=threads,
+        shares=share or None,
     )
     console.print(
         f"[green]trained on {summary.items} stems for {summary.epochs} epochs "

@@ -256,6 +256,12 @@ NOTE_TEMPLATES: tuple[str, ...] = (
     "{family} one-shot: {name}", "{name} sample ({family})", "{family}: {name} note",
     "a {name} note in {pitch}", "{name}",
 )  # fmt: skip
+# Family- or type-only captions: a search for "strings" or "snare" names no instrument, and
+# without them such words meet one-shots only beside a GM name.
+FAMILY_ONLY_SHARE = 0.25
+FAMILY_ONLY_TEMPLATES: tuple[str, ...] = (
+    "{family}", "{family} one-shot", "{family} sample", "{family} sound", "single {family} hit",
+)  # fmt: skip
 CHORD_TEMPLATES: tuple[str, ...] = (
     "{name} chord", "{name} chord stab", "{family} chord one-shot: {name}", "{name} chord, {pitch}",
     "{name}",
@@ -264,7 +270,9 @@ CHORD_TEMPLATES: tuple[str, ...] = (
 
 def oneshot_caption(meta: Mapping[str, Any], rng: np.random.Generator) -> str:
     """A caption naming the actual sound, worded at random: "Closed hi-hat one-shot", "Cello
-    note, G3", "Strings: violin note".
+    note, G3", "Strings: violin note"; one in :data:`FAMILY_ONLY_SHARE` names only the family
+    or one-shot type ("strings note", "snare"), as short searches do. ``meta["names"]``, when
+    given, replaces the GM names (samples labelled by file name have no GM program or key).
 
     >>> meta = {"instrument": "drums", "drum_note": 42, "sound": "hi-hat", "pitches": [42]}
     >>> caption = oneshot_caption(meta, np.random.default_rng(0)).lower()
@@ -272,18 +280,24 @@ def oneshot_caption(meta: Mapping[str, Any], rng: np.random.Generator) -> str:
     True
     """
     family = draw(FAMILY_WORDS[meta["instrument"]], rng)
-    if meta.get("drum_note") is not None:
+    hit = meta.get("drum_note") is not None or meta.get("sound") in TYPE_WORDS
+    if hit:
         kind = draw(TYPE_WORDS[meta["sound"]], rng)
-        text = draw(DRUM_TEMPLATES, rng).format(
-            name=draw(drum_words(meta["drum_note"]), rng), family=family, kind=kind
-        )
+        names = meta.get("names") or drum_words(meta["drum_note"])
+        if rng.random() < FAMILY_ONLY_SHARE:
+            text = draw(FAMILY_ONLY_TEMPLATES, rng).format(family=kind)
+        else:
+            text = draw(DRUM_TEMPLATES, rng).format(name=draw(names, rng), family=family, kind=kind)
     else:
         pitches = meta.get("pitches") or [60]
-        templates = CHORD_TEMPLATES if len(pitches) > 1 else NOTE_TEMPLATES
-        text = draw(templates, rng).format(
-            name=draw(program_words(meta["program"]), rng), family=family,
-            pitch=pitch_name(pitches[0]),
-        )  # fmt: skip
+        names = meta.get("names") or program_words(meta["program"])
+        if rng.random() < FAMILY_ONLY_SHARE:
+            text = draw(FAMILY_ONLY_TEMPLATES, rng).format(family=family)
+        else:
+            templates = CHORD_TEMPLATES if len(pitches) > 1 else NOTE_TEMPLATES
+            text = draw(templates, rng).format(
+                name=draw(names, rng), family=family, pitch=pitch_name(pitches[0])
+            )
     text = fix_articles(" ".join(text.split()))
     return capitalize(text) if rng.random() < 0.5 else text
 

@@ -86,6 +86,7 @@ TEXT_WARMUP_BATCH = 64
 TEXT_SCALE = 10.0  # fixed temperature of the text warm-up; CLAP's learned ones are the joint loss's
 TEXT_LR_SCALE = 0.3  # of the audio tower's rate, once warmed up
 TEXT_AUX_WEIGHT = 1.0  # of the caption–caption loss kept on beside the audio–caption one
+FAMILY_POSITIVE = 0.25  # target weight of a one-shot's family members that are not its group
 EQ_DB = 9.0  # the random EQ curve's largest gain or cut per control point
 EQ_POINTS = 6  # control points of the random EQ curve across the mel bins
 REVERB_DELAYS = (1, 2, 4, 8, 16, 32)  # frames (10 ms) of the reverb tail's delayed copies
@@ -435,23 +436,73 @@ def embed_audio(model: ClapModel, features: torch.Tensor) -> torch.Tensor:
 def contrastive_loss(
     x: torch.Tensor,
     y: torch.Tensor,
-    groups: torch.Tensor,
+    positives: torch.Tensor,
     scale_xy: torch.Tensor | float,
     scale_yx: torch.Tensor | float,
 ) -> torch.Tensor:
-    """Symmetric InfoNCE between two batches of paired vectors, with multiple positives.
+    """Symmetric InfoNCE between two batches of paired vectors, with weighted positives.
 
-    Two house drum loops in one batch are not negatives of each other's captions: the target of
-    each row spreads evenly over every item of its (family, style) group, the item itself
+    ``positives[i, j]`` is how much item j counts as a match of item i (:meth:`Labels.positives`):
+    two house drum loops in one batch are not negatives of each other's captions, so the
+    target of each row spreads over every item of its (family, style) group, the item itself
     included. Pushing such pairs apart would teach the model the moods and tempos of single
     items at the cost of what their captions share.
     """
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-    positives = (groups[:, None] == groups[None, :]).float()
     targets = positives / positives.sum(dim=1, keepdim=True)
     return 0.5 * (
         F.cross_entropy(scale_xy * x @ y.T, targets) + F.cross_entropy(scale_yx * y @ x.T, targets)
     )
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Per item: its group (:attr:`TrainItem.group`), family, and whether it is a one-shot."""
+
+    group: torch.Tensor  # int64 (items,)
+    family: torch.Tensor  # int64 (items,)
+    one_shot: torch.Tensor  # bool (items,)
+    names: tuple[str, ...]  # group names, for the log
+
+    @classmethod
+    def of(cls, items: Sequence[TrainItem]) -> Labels:
+        names = tuple(sorted({item.group for item in items}))
+        families = sorted({item.meta["instrument"] for item in items})
+        return cls(
+            torch.tensor([names.index(item.group) for item in items]),
+            torch.tensor([families.index(item.meta["instrument"]) for item in items]),
+            torch.tensor([item.one_shot for item in items]),
+            names,
+        )
+
+    def positives(self, rows: torch.Tensor) -> torch.Tensor:
+        """(rows, rows) target weights: 1 within a group; :data:`FAMILY_POSITIVE` between a
+        one-shot and another item of its family ("violin" and "cello" notes, "kick" and
+        "snare"), so a family word finds all of them while the sound name still ranks its
+        own first. Loop pairs keep the plain rule: drum styles stay apart."""
+        group, family, one_shot = self.group[rows], self.family[rows], self.one_shot[rows]
+        same_group = group[:, None] == group[None, :]
+        related = (family[:, None] == family[None, :]) & (one_shot[:, None] | one_shot[None, :])
+        return same_group.float() + FAMILY_POSITIVE * (related & ~same_group).float()
+
+
+def catalog_sampling(sizes: Sequence[int], shares: Sequence[float]) -> np.ndarray:
+    """Per-item odds that give each catalog its share of every epoch, whatever its size.
+
+    Why: pooled by size, 1,300 one-shots would crowd 480 loops down to a quarter of each batch
+    and the loops' figures fall (they did, in the first one-shot run).
+
+    >>> catalog_sampling([2, 1], [0.5, 0.5]).tolist()
+    [0.25, 0.25, 0.5]
+    """
+    if len(sizes) != len(shares):
+        raise ValueError(f"{len(shares)} shares for {len(sizes)} catalogs")
+    if any(share <= 0 for share in shares):
+        raise ValueError(f"shares must be positive, got {list(shares)}")
+    odds = np.concatenate(
+        [np.full(size, share / size) for size, share in zip(sizes, shares, strict=True)]
+    )
+    return odds / odds.sum()
 
 
 def text_parameters(model: ClapModel) -> list[torch.nn.Parameter]:
@@ -481,7 +532,7 @@ def warm_up_text_tower(
     model: ClapModel,
     tokenizer: RobertaTokenizer,
     items: Sequence[TrainItem],
-    groups: torch.Tensor,
+    labels: Labels,
     *,
     steps: int,
     lr: float,
@@ -509,7 +560,8 @@ def warm_up_text_tower(
             embed_text(model, tokenize(tokenizer, [items[i].meta for i in rows], rng, device))
             for _ in range(2)
         )
-        loss = contrastive_loss(first, second, groups[rows].to(device), TEXT_SCALE, TEXT_SCALE)
+        positives = labels.positives(torch.from_numpy(rows)).to(device)
+        loss = contrastive_loss(first, second, positives, TEXT_SCALE, TEXT_SCALE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -542,7 +594,7 @@ def run_epoch(
     tokenizer: RobertaTokenizer,
     items: Sequence[TrainItem],
     features: torch.Tensor,
-    groups: torch.Tensor,
+    labels: Labels,
     *,
     batch_size: int,
     seed: int,
@@ -550,12 +602,18 @@ def run_epoch(
     device: str,
     on_step: Callable[[float], None],
     timbre_augment: bool = False,
+    sampling: np.ndarray | None = None,
 ) -> float:
-    """One pass over the items in a seeded order; returns the mean loss."""
+    """One pass over the items in a seeded order, or, with ``sampling`` (a probability per
+    item, :func:`catalog_sampling`), as many items drawn with those odds; returns the mean
+    loss."""
     rng = np.random.default_rng([seed, 3, epoch])
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     torch.manual_seed(seed * 1_000_003 + epoch)  # dropout and drop-path
-    order = rng.permutation(len(items))
+    if sampling is None:
+        order = rng.permutation(len(items))
+    else:
+        order = rng.choice(len(items), size=len(items), p=sampling)
     view = torch.from_numpy(rng.integers(features.shape[1], size=len(items)))
     model.train()
     losses = []
@@ -566,19 +624,19 @@ def run_epoch(
             features[rows, view[rows]].float().unsqueeze(1), generator, timbre=timbre_augment
         )
         metas = [items[i].meta for i in rows.tolist()]
-        batch_groups = groups[rows].to(device)
+        positives = labels.positives(rows).to(device)
         audio = embed_audio(model, mel.to(device))
         text = embed_text(model, tokenize(tokenizer, metas, rng, device))
         scale_a, scale_t = model.logit_scale_a.exp(), model.logit_scale_t.exp()
         # audio → captions at CLAP's audio temperature, captions → audio at its text one
-        loss = contrastive_loss(audio, text, batch_groups, scale_a, scale_t)
+        loss = contrastive_loss(audio, text, positives, scale_a, scale_t)
         # The warm-up's caption–caption loss stays on: without it, wherever the audio tower
         # cannot yet tell two groups apart (drum styles, say), the joint loss pulls their
         # captions together until "techno drums" and "house drums" get one vector, and the
         # audio tower loses the very targets that would teach it the difference.
         other = embed_text(model, tokenize(tokenizer, metas, rng, device))
         loss = loss + TEXT_AUX_WEIGHT * contrastive_loss(
-            text, other, batch_groups, TEXT_SCALE, TEXT_SCALE
+            text, other, positives, TEXT_SCALE, TEXT_SCALE
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -658,6 +716,7 @@ def train_clap(
     record_augment: bool = False,
     init_from: Path | None = None,
     threads: int | None = None,
+    shares: Sequence[float] | None = None,
 ) -> TrainSummary:
     """Train a CLAP on ``catalog``'s stems and captions; save it as a model folder in ``out``.
 
@@ -671,14 +730,15 @@ def train_clap(
     (``audiorag.democatalog.oneshots``). ``init_from`` fine-tunes a trained CLAP folder (its
     weights, config and tokenizer; no text warm-up) instead of starting from scratch.
     ``threads`` sets torch's intra-op threads for the run (None: torch's default, one per
-    core); see :func:`torch_threads`.
+    core); see :func:`torch_threads`. ``shares`` (one per catalog) sets each catalog's share
+    of every epoch (:func:`catalog_sampling`) instead of pooling by size.
     """
     with torch_threads(threads):
         return _train_clap(
             catalog, out, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
             views=views, text_warmup_steps=text_warmup_steps, resume=resume, progress=progress,
             config=config, timbre_augment=timbre_augment, record_augment=record_augment,
-            init_from=init_from,
+            init_from=init_from, shares=shares,
         )  # fmt: skip
 
 
@@ -723,6 +783,7 @@ def _train_clap(
     timbre_augment: bool,
     record_augment: bool,
     init_from: Path | None,
+    shares: Sequence[float] | None,
 ) -> TrainSummary:
     """:func:`train_clap`'s body, at the thread count it set."""
     started = time.perf_counter()
@@ -741,6 +802,8 @@ def _train_clap(
         hparams["record_augment"] = True
     if init_from is not None:
         hparams["init_from"] = str(Path(init_from).resolve())
+    if shares is not None:
+        hparams["shares"] = [float(share) for share in shares]
 
     checkpoint = out / CHECKPOINT_DIR
     # Read first, so a run with other settings fails before minutes of feature extraction.
@@ -761,8 +824,8 @@ def _train_clap(
         )
         for part, (path, part_items) in enumerate(zip(catalogs, parts, strict=True))
     ])  # fmt: skip
-    group_names = sorted({item.group for item in items})
-    groups = torch.tensor([group_names.index(item.group) for item in items])
+    labels = Labels.of(items)
+    sampling = None if shares is None else catalog_sampling([len(p) for p in parts], shares)
 
     torch.manual_seed(seed)
     if init_from is not None:
@@ -783,23 +846,23 @@ def _train_clap(
     elif init_from is None:
         with progress_bar(console, "text warm-up", text_warmup_steps) as advance:
             warm_up_text_tower(
-                model, tokenizer, items, groups, steps=text_warmup_steps, lr=lr, seed=seed,
+                model, tokenizer, items, labels, steps=text_warmup_steps, lr=lr, seed=seed,
                 device=device, advance=advance,
             )  # fmt: skip
 
     parameters = sum(p.numel() for p in model.parameters())
     say(
         console,
-        f"{len(items)} stems, {len(group_names)} family/style groups, "
+        f"{len(items)} stems, {len(labels.names)} family/style groups, "
         f"{parameters / 1e6:.2f} M parameters, {steps_per_epoch} steps per epoch",
     )
     for epoch in range(first_epoch, epochs):
         epoch_started = time.perf_counter()
         with progress_bar(console, f"epoch {epoch + 1}/{epochs}", steps_per_epoch) as advance:
             loss = run_epoch(
-                model, optimizer, scheduler, tokenizer, items, features, groups,
+                model, optimizer, scheduler, tokenizer, items, features, labels,
                 batch_size=batch_size, seed=seed, epoch=epoch, device=device,
-                timbre_augment=timbre_augment,
+                timbre_augment=timbre_augment, sampling=sampling,
                 on_step=lambda value: advance(f"loss {value:.3f}"),
             )  # fmt: skip
         epoch_losses.append(loss)
