@@ -61,7 +61,7 @@ FAMILY_WORDS: dict[str, tuple[str, str]] = {
     **{w: ("pad", "pad") for w in ("pad", "pads", "drone", "atmosphere", "atmos")},
     **{w: ("lead", "lead") for w in ("lead", "leads")},
     **{w: ("pluck", "pluck") for w in ("pluck", "plucks")},
-    **{w: ("arp", "arpeggio") for w in ("arp", "arps", "arpeggio")},
+    **{w: ("arp", "arp") for w in ("arp", "arps", "arpeggio")},
     **{w: ("fx", "sound effect") for w in ("fx", "sfx", "riser", "sweep", "impact", "whoosh",
                                             "uplifter", "downlifter", "foley")},
 }  # fmt: skip
@@ -73,6 +73,10 @@ BIGRAMS: dict[tuple[str, str], str] = {
     ("e", "piano"): "epiano", ("electric", "piano"): "epiano", ("double", "bass"): "doublebass",
     ("sub", "bass"): "subbass", ("pan", "flute"): "panflute",
 }  # fmt: skip
+# Genre names that hold instrument words: dropped before lookup ("drum and bass" is no bass).
+GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
+    ("drum", "and", "bass"), ("drum", "n", "bass"), ("drum", "bass"), ("dnb",), ("dubstep",),
+)  # fmt: skip
 # Closed/open/pedal cymbals are hi-hats ("drum_cymbal_closed").
 HAT_WORDS = frozenset({"closed", "open", "pedal"})
 
@@ -96,7 +100,12 @@ def words(name: str) -> list[str]:
 
 
 def label_words(tokens: list[str]) -> NameLabel | None:
-    """The label one name's words state, or None. Drum-hit words beat family words."""
+    """The label one name's words state, or None. Drum-hit words beat family words.
+
+    >>> label_words(["drum", "and", "bass", "drums"])
+    NameLabel(family='drums', sound='drums')
+    """
+    tokens = without_genres(tokens)
     joined, i = [], 0
     while i < len(tokens):
         pair = tuple(tokens[i : i + 2])
@@ -118,6 +127,19 @@ def label_words(tokens: list[str]) -> NameLabel | None:
     if {"drum", "drums", "beat", "beats", "breakbeat", "break", "breaks"} & set(joined):
         return NameLabel("drums", "drums")
     return None
+
+
+def without_genres(tokens: list[str]) -> list[str]:
+    """``tokens`` less every :data:`GENRE_PHRASES` phrase in them."""
+    kept, i = [], 0
+    while i < len(tokens):
+        phrase = next((g for g in GENRE_PHRASES if tuple(tokens[i : i + len(g)]) == g), None)
+        if phrase is None:
+            kept.append(tokens[i])
+            i += 1
+        else:
+            i += len(phrase)
+    return kept
 
 
 def name_label(relative_path: str) -> NameLabel | None:

@@ -117,7 +117,8 @@ class ItemPayload(BaseModel):
     named_sound: str | None = Field(
         None,
         description='What the file\'s name or folders call it ("kick", "cello"; index.names); '
-        "None when they say nothing known. Goes into the composed caption.",
+        "None when they say nothing known or name another family than the item's instrument. "
+        "Goes into the composed caption and answers prompts that name it (rag.search).",
     )
 
     @classmethod
@@ -175,6 +176,8 @@ def build_payload(
     if instrument is None and item.kind == "midi" and analysis.get("instruments"):
         instrument = max(analysis["instruments"], key=lambda i: i["notes"])["family"]
     named = name_label(item.relative)
+    if named is not None and instrument is not None and named.family != instrument:
+        named = None  # the manifest or the MIDI says otherwise: the name meant something else
     if instrument is None and named is not None:
         instrument = named.family
     fields: dict[str, Any] = {

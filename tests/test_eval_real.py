@@ -125,6 +125,17 @@ def test_real_mode_reports_the_three_measures(tmp_path):
     table = real_markdown_table(result)
     assert "P@10" in table and "hi-hat" in table
 
+    # Names hidden: the audio measures cannot change (same audio, same vectors); fused search
+    # loses what the names told the captions ("kicks/kick0.wav" → "kick drums one-shot").
+    hidden = evaluate_real(folder, embedder, workdir=tmp_path / "work-hidden", hide_names=True)
+    assert hidden["names_hidden"] and hidden["files"] == 18
+    assert "names hidden" in real_markdown_table(hidden)
+    for name in ("text_instrument_p10", "one_shot_type_p10"):
+        assert hidden["measures"][name]["value"] == pytest.approx(measures[name]["value"])
+    named_fused = measures["one_shot_type_p10"]["fused_search"]
+    assert named_fused > hidden["measures"]["one_shot_type_p10"]["fused_search"]
+    assert named_fused >= 0.8
+
 
 def test_real_mode_needs_labels(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"labels\.csv"):

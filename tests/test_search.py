@@ -34,8 +34,22 @@ def test_text_search_returns_licensed_hits_with_payload(indexed, embedder):
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     first = hits[0].to_json()
     assert set(first) >= {"id", "score", "payload"}
-    assert set(first["scores"]) <= {"text→audio", "text→caption"}
+    # "drums" is a word file names use: a third, lexical ranking joins (index.names)
+    assert set(first["scores"]) <= {"text→audio", "text→caption", "text→name"}
+    assert all(h.payload["instrument"] == "drums" for h in hits)
     json.dumps([h.to_json() for h in hits])
+
+
+def test_a_prompt_naming_a_sound_ranks_the_items_named_so_first(indexed, embedder):
+    """The tiny test model knows no words; the names alone put bass stems on top."""
+    basses = sum(p["instrument"] == "bass" for p in _all(indexed))
+    assert 0 < basses < 10
+    hits = search(indexed, embedder, SearchRequest(text="bass", limit=10))
+    found = [(h.payload["path"], h.payload.get("named_sound"), h.scores) for h in hits]
+    assert all(h.payload["instrument"] == "bass" for h in hits[:basses]), found
+    assert all("text→name" in h.scores for h in hits[:basses])
+    unnamed = search(indexed, embedder, SearchRequest(text="something warm", limit=5))
+    assert not any("text→name" in h.scores for h in unnamed)
 
 
 def test_licence_use_filter_never_leaks(indexed, embedder):

@@ -114,6 +114,13 @@ def eval_retrieval_command(
     workdir: Annotated[
         Path | None, typer.Option(help="Scratch folder for the evaluation store.")
     ] = None,
+    hide_names: Annotated[
+        bool,
+        typer.Option(
+            help="With --real: rename the files to numbers first, so fused search cannot read "
+            "what their names say."
+        ),
+    ] = False,
 ) -> None:
     """Index a held-out catalog (or a real set) with the configured CLAP and print its
     retrieval measures."""
@@ -134,7 +141,10 @@ def eval_retrieval_command(
     scratch = workdir or settings.data_dir / "eval" / ("real" if real else "retrieval")
     with progress_bar() as progress:
         if real is not None:
-            result = evaluate_real(real, embedder, workdir=scratch, progress=RichProgress(progress))
+            result = evaluate_real(
+                real, embedder, workdir=scratch, progress=RichProgress(progress),
+                hide_names=hide_names,
+            )  # fmt: skip
         else:
             result = evaluate_retrieval(
                 catalog, embedder, workdir=scratch, progress=RichProgress(progress)

@@ -23,6 +23,7 @@ ranks the catalog's own captions, which names the family outright, so it is repo
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -427,18 +428,70 @@ def ranked_precision(
     return float(np.mean(scores))
 
 
+def fused_ranked_precision(
+    store: VectorStore,
+    labelled: dict[str, dict[str, str]],
+    embedder: ClapEmbedder,
+    texts: list[str],
+    *,
+    key: str,
+    wanted: str,
+    k: int,
+) -> float:
+    """:func:`ranked_precision` through the product's search (audio and caption rankings
+    fused): what ``audiorag search`` shows, where captions carry what file names say."""
+    cut = min(k, sum(label[key] == wanted for label in labelled.values()))
+    scores = []
+    for text in texts:
+        request = SearchRequest(text=text, catalog=CATALOG, kind="stem", limit=cut)
+        hits = search(store, embedder, request)
+        found = [labelled.get(hit.payload["path"], {}).get(key) for hit in hits]
+        scores.append(sum(value == wanted for value in found) / cut)
+    return float(np.mean(scores))
+
+
+def anonymised_copy(folder: Path, out: Path) -> Path:
+    """The real set with every file renamed to its number ("0007.wav"), labels and manifest
+    remapped: the same audio with no name to read, so fused search shows what audio and
+    analysis alone find."""
+    import csv
+
+    labels = real_labels(folder)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    renamed = {path: f"{n:04d}{Path(path).suffix}" for n, path in enumerate(sorted(labels))}
+    for path, name in renamed.items():
+        shutil.copyfile(folder / path, out / name)
+    rows = [{**labels[path], "path": name} for path, name in renamed.items()]
+    with (out / REAL_LABELS_FILE).open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.DictWriter(handle, list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    manifest = [json.loads(line) for line in (folder / "licences.jsonl").read_text().splitlines()]
+    with (out / "licences.jsonl").open("w", encoding="utf-8") as handle:
+        for row in manifest:
+            if row["path"] in renamed:
+                handle.write(json.dumps({**row, "path": renamed[row["path"]]}) + "\n")
+    return out
+
+
 def evaluate_real(
     folder: Path,
     embedder: ClapEmbedder,
     *,
     workdir: Path,
     progress: Progress | None = None,
+    hide_names: bool = False,
 ) -> dict[str, Any]:
-    """Index the real set in ``folder`` and compute the three real-audio measures."""
+    """Index the real set in ``folder`` and compute the three real-audio measures. With
+    ``hide_names`` the files are renamed to numbers first (:func:`anonymised_copy`)."""
     from audiorag.democatalog.gm_names import FAMILY_WORDS, ONE_SHOT_TYPES, TYPE_WORDS
 
     started = time.perf_counter()
     folder = Path(folder)
+    if hide_names:
+        folder = anonymised_copy(folder, Path(workdir) / "anonymised")
     labels = real_labels(folder)
     store, counts = index_heldout(folder, embedder, Path(workdir), progress or SilentProgress())
     try:
@@ -454,30 +507,17 @@ def evaluate_real(
         def phrased(words: Sequence[str]) -> list[str]:
             return [fix_articles(q.format(word=w)) for w in words for q in REAL_QUERIES]
 
-        per_family = {
-            family: ranked_precision(
-                store,
-                embedder,
-                labelled,
-                phrased(FAMILY_WORDS[family]),
-                key="family",
-                wanted=family,
-                k=10,
-            )
-            for family in families
-        }
-        per_type = {
-            kind: ranked_precision(
-                store,
-                embedder,
-                labelled,
-                phrased(TYPE_WORDS[kind]),
-                key="one_shot_type",
-                wanted=kind,
-                k=10,
-            )
-            for kind in types
-        }
+        family_queries = {family: phrased(FAMILY_WORDS[family]) for family in families}
+        type_queries = {kind: phrased(TYPE_WORDS[kind]) for kind in types}
+        per_family, fused_family, per_type, fused_type = {}, {}, {}, {}
+        for family, texts in family_queries.items():
+            where = {"key": "family", "wanted": family, "k": 10}
+            per_family[family] = ranked_precision(store, embedder, labelled, texts, **where)
+            fused_family[family] = fused_ranked_precision(store, labelled, embedder, texts, **where)
+        for kind, texts in type_queries.items():
+            where = {"key": "one_shot_type", "wanted": kind, "k": 10}
+            per_type[kind] = ranked_precision(store, embedder, labelled, texts, **where)
+            fused_type[kind] = fused_ranked_precision(store, labelled, embedder, texts, **where)
         by_example: dict[str, list[float]] = defaultdict(list)
         for point in points:
             family = labelled[point.payload["path"]]["family"]
@@ -497,10 +537,12 @@ def evaluate_real(
         "text_instrument_p10": {
             "value": float(np.mean(list(per_family.values()))),
             "per_label": per_family,
+            "fused_search": float(np.mean(list(fused_family.values()))),
         },
         "one_shot_type_p10": {
             "value": float(np.mean(list(per_type.values()))),
             "per_label": per_type,
+            "fused_search": float(np.mean(list(fused_type.values()))),
         },
         "example_family_p5": summarise(by_example),
     }
@@ -510,6 +552,7 @@ def evaluate_real(
     return {
         "model": embedder.embedder.id,
         "real_set": str(folder.resolve()),
+        "names_hidden": hide_names,
         "files": len(points),
         "families": dict(sorted(family_count.items())),
         "one_shot_types": dict(sorted(type_count.items())),
@@ -522,7 +565,8 @@ def evaluate_real(
 def real_markdown_table(result: dict[str, Any]) -> str:
     """The real-audio measures as a markdown table."""
     lines = [
-        f"Model `{result['model']}` on {result['files']} real recordings ({result['real_set']})",
+        f"Model `{result['model']}` on {result['files']} real recordings ({result['real_set']}"
+        + (", file names hidden)" if result.get("names_hidden") else ")"),
         "",
         "| measure | value | target | pass | notes |",
         "|---|---|---|---|---|",

@@ -35,6 +35,7 @@ KEYWORD_FIELDS: tuple[str, ...] = (
     "genre",
     "key",
     "tags",
+    "named_sound",
     "licence.id",
     "licence.holder",
     "licence.allowed_uses",
