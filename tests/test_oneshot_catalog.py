@@ -197,3 +197,18 @@ def test_training_on_one_shots_with_recording_augmentation(oneshot_catalog, tmp_
         RobertaTokenizer.from_pretrained(tmp_path / name).get_vocab() for name in ("run", "tuned")
     ]
     assert vocabularies[0] == vocabularies[1]
+
+
+def test_the_cli_renders_one_shots(tmp_path):
+    from typer.testing import CliRunner
+
+    from audiorag.cli.app import app
+
+    out = tmp_path / "oneshots"
+    result = CliRunner().invoke(
+        app, ["catalog", "oneshots", "--out", str(out), "--hits-per-drum", "1",
+              "--notes-per-program", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in (out / "licences.jsonl").open()]
+    assert len(rows) >= 40 and all(r["meta"]["instrument"] == "drums" for r in rows)

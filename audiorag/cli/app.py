@@ -63,6 +63,65 @@ def catalog_demo(
     )
 
 
+@catalog_app.command("oneshots")
+def catalog_oneshots(
+    out: Annotated[Path, typer.Option(help="Folder to write the one-shot catalog into.")],
+    soundfont: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="SoundFont to render; repeat for more (default: the bundled TimGM6mb).",
+        ),
+    ] = None,
+    hits_per_drum: Annotated[int, typer.Option(min=0, help="Hits per GM percussion key.")] = 2,
+    notes_per_program: Annotated[int, typer.Option(min=0, help="Notes per GM program.")] = 2,
+    seed: Annotated[int, typer.Option(help="Same seed and fonts → same catalog.")] = 0,
+) -> None:
+    """Render every GM percussion sound and notes of every GM program, one file each, with
+    captions that name the sound (training data for CLAP)."""
+    from audiorag.democatalog.oneshots import build_oneshot_catalog
+    from index.render import DEFAULT_SOUNDFONT
+
+    with console.status("rendering one-shots"):
+        summary = build_oneshot_catalog(
+            out, soundfonts=soundfont or [DEFAULT_SOUNDFONT], seed=seed,
+            hits_per_drum=hits_per_drum, notes_per_program=notes_per_program,
+        )  # fmt: skip
+    console.print(
+        f"[green]wrote {summary.items} one-shots to {out} in {summary.seconds:.1f} s "
+        f"({summary.silent_skipped} silent renders left out)"
+    )
+
+
+@catalog_app.command("sample-packs")
+def catalog_sample_packs(
+    out: Annotated[Path, typer.Option(help="Folder to write the training catalog into.")],
+    debs: Annotated[
+        Path, typer.Option(file_okay=False, help="Where the Debian packages are downloaded.")
+    ] = Path("/tmp/audiorag-sample-debs"),
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Held-out folder: files equal to any of its files are left out. Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Label the real samples of Debian's sonic-pi-samples and lmms-common by file name and
+    write them as a CLAP training catalog (needs apt-get and dpkg)."""
+    from audiorag.democatalog.sample_packs import build_sample_pack_catalog
+
+    with console.status("fetching and labelling sample packs"):
+        summary = build_sample_pack_catalog(out, debs=debs, exclude=exclude or [])
+    console.print(
+        f"[green]wrote {summary['items']} samples to {out}; left out "
+        f"{summary['unlabelled_skipped']} unlabelled, {len(summary['undecodable_skipped'])} "
+        f"undecodable, {summary['held_out_duplicates_skipped']} held-out duplicates"
+    )
+
+
 # --- index --------------------------------------------------------------------------------------
 
 
