@@ -44,6 +44,7 @@ REAL ?= data/real-heldout
 real-eval: $(STAMP)
 	$(BIN)/python bench/real_audio/build.py --out $(REAL)
 	$(BIN)/audiorag eval retrieval --real $(REAL)
+	$(BIN)/audiorag eval retrieval --real $(REAL) --hide-names --out data/reports/eval-retrieval-real-hidden.json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -34,7 +34,7 @@ DRUM_WORDS: dict[str, str] = {
 }  # fmt: skip
 # Families of pitched sounds: word → (family, the sound's name).
 FAMILY_WORDS: dict[str, tuple[str, str]] = {
-    **{w: ("bass", "bass") for w in ("bass", "basses", "sub", "subbass", "bassline")},
+    **{w: ("bass", "bass") for w in ("bass", "basses", "sub", "subbass", "bassline", "bassguitar")},
     **{w: ("keys", "piano") for w in ("piano", "pno", "pianos", "grand")},
     **{w: ("keys", "electric piano") for w in ("rhodes", "wurli", "wurlitzer", "epiano", "ep")},
     **{w: ("keys", "keys") for w in ("keys", "keyboard", "harpsichord", "clavinet", "celeste")},
@@ -58,6 +58,7 @@ FAMILY_WORDS: dict[str, tuple[str, str]] = {
     **{w: ("mallets", "marimba") for w in ("marimba", "xylophone", "kalimba")},
     **{w: ("mallets", "vibraphone") for w in ("vibraphone", "vibes", "glockenspiel", "glock")},
     **{w: ("choir", "choir") for w in ("choir", "choirs", "vox", "vocal", "vocals", "voice")},
+    **{w: ("choir", "choir") for w in ("voices", "aah", "ooh")},
     **{w: ("pad", "pad") for w in ("pad", "pads", "drone", "atmosphere", "atmos")},
     **{w: ("lead", "lead") for w in ("lead", "leads")},
     **{w: ("pluck", "pluck") for w in ("pluck", "plucks")},
@@ -71,7 +72,8 @@ BIGRAMS: dict[tuple[str, str], str] = {
     ("hi", "hat"): "hihat", ("high", "hat"): "hihat", ("hand", "clap"): "handclap",
     ("side", "stick"): "sidestick", ("cross", "stick"): "crossstick", ("floor", "tom"): "floortom",
     ("e", "piano"): "epiano", ("electric", "piano"): "epiano", ("double", "bass"): "doublebass",
-    ("sub", "bass"): "subbass", ("pan", "flute"): "panflute",
+    ("sub", "bass"): "subbass", ("pan", "flute"): "panflute", ("bass", "guitar"): "bassguitar",
+    ("mallet", "percussion"): "mallets", ("tuned", "percussion"): "mallets",
 }  # fmt: skip
 # Genre names that hold instrument words: dropped before lookup ("drum and bass" is no bass).
 GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
@@ -100,10 +102,15 @@ def words(name: str) -> list[str]:
 
 
 def label_words(tokens: list[str]) -> NameLabel | None:
-    """The label one name's words state, or None. Drum-hit words beat family words.
+    """The label one name's words state, or None. Drum-hit words beat family words; of
+    several family words the last one counts.
 
     >>> label_words(["drum", "and", "bass", "drums"])
     NameLabel(family='drums', sound='drums')
+    >>> label_words(["keyboard", "organ"])
+    NameLabel(family='organ', sound='organ')
+    >>> label_words(["tuned", "percussion"])
+    NameLabel(family='mallets', sound='mallets')
     """
     tokens = without_genres(tokens)
     joined, i = [], 0
@@ -121,8 +128,8 @@ def label_words(tokens: list[str]) -> NameLabel | None:
     if hits:
         return NameLabel("drums", hits[0])
     families = [FAMILY_WORDS[w] for w in joined if w in FAMILY_WORDS]
-    if families:
-        family, sound = families[0]
+    if families:  # the last word is the head of an English compound: "lead guitar", "synth pad"
+        family, sound = families[-1]
         return NameLabel(family, sound)
     if {"drum", "drums", "beat", "beats", "breakbeat", "break", "breaks"} & set(joined):
         return NameLabel("drums", "drums")
