@@ -7,7 +7,7 @@ calibration between cross-modal and same-modal cosines, whose scales differ a lo
 
 A prompt that names a sound the way file names do ("kick", "hi-hat", "cello": the vocabulary of
 :mod:`index.names`) adds a lexical ranking: the items whose names say that sound (or whose
-instrument is that family), in the order of the prompt's audio match. A model that has never
+instrument is that family), in the order the other rankings give them. A model that has never
 heard a word still finds the files named with it.
 """
 
@@ -31,7 +31,7 @@ RRF_K = 60  # the usual constant: damps the weight of the very top ranks
 # Weight of the lexical name ranking in the fusion. At 3, an item whose name says what the
 # prompt asks for and that ranks in the name list's top 10 (3/70) outscores any item the two
 # model rankings put first together (2/61): a file named "kick" answers "kick" before the
-# model's guesses, and the model still orders the named files among themselves.
+# model's guesses, and the model rankings order the named files among themselves.
 NAME_WEIGHT = 3.0
 RANKING_WEIGHTS: dict[str, float] = {"text→name": NAME_WEIGHT}
 # No catalog is named this (catalog names are printable), so an empty scope matches nothing.
@@ -182,7 +182,20 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
         )
         for label, name, vector, extra in queries
     }  # fmt: skip
+    if "text→name" in rankings:
+        rankings["text→name"] = in_model_order(rankings, "text→name")
     return fuse(rankings, request.limit)
+
+
+def in_model_order(rankings: dict[str, list[Hit]], label: str) -> list[Hit]:
+    """The hits of ranking ``label`` re-ordered as the other rankings fused order them (hits
+    they do not hold last, in their own order). The name ranking says which items are named as
+    asked, not which of them fit best: "techno drums" must still put techno loops first
+    among all the drums, as the captions and audio say."""
+    others = {key: hits for key, hits in rankings.items() if key != label}
+    place = {hit.id: n for n, hit in enumerate(fuse(others, limit=sum(map(len, others.values()))))}
+    hits = rankings[label]
+    return sorted(hits, key=lambda hit: place.get(hit.id, len(place) + hits.index(hit)))
 
 
 def name_condition(text: str) -> Filter | None:

@@ -132,6 +132,22 @@ def test_fuse_is_reciprocal_rank():
     assert build_filter(SearchRequest()).must  # "search" use is always required
 
 
+def test_the_name_ranking_lifts_named_items_but_keeps_the_models_order_among_them():
+    """ "techno drums": every drum loop is named "drums"; the captions still decide which
+    drums come first, and an item named otherwise never beats a named one."""
+    from index.store import Hit
+    from rag.search import in_model_order
+
+    caption = [Hit("techno", 0.9, {}), Hit("house", 0.8, {}), Hit("bass", 0.7, {})]
+    audio = [Hit("bass", 0.5, {}), Hit("house", 0.4, {}), Hit("techno", 0.3, {})]
+    named = [Hit("house", 0.5, {}), Hit("techno", 0.4, {}), Hit("trap", 0.1, {})]
+    rankings = {"text→caption": caption, "text→audio": audio, "text→name": named}
+    reordered = in_model_order(rankings, "text→name")
+    assert [h.id for h in reordered] == ["techno", "house", "trap"]  # trap: in no model list
+    rankings["text→name"] = reordered
+    assert [h.id for h in fuse(rankings, limit=4)] == ["techno", "house", "trap", "bass"]
+
+
 def test_one_shot_and_loop_filters(tmp_path, demo_catalog, embedder):
     """A 40 ms hit is indexed as a one-shot and found by --one-shot, never by --loop."""
     import shutil
