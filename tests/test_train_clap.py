@@ -243,7 +243,7 @@ def test_one_shots_of_a_family_are_partial_positives_and_loops_keep_their_groups
     assert weights[0, 1] == 0 and weights[0, 0] == 1
     assert weights[2, 3] == 1  # one group
     assert weights[2, 4] == FAMILY_POSITIVE  # kick and snare: one family
-    assert weights[0, 2] == FAMILY_POSITIVE  # a drum loop and a kick
+    assert weights[0, 2] == 0  # a drum loop and a kick: loops keep their styles
     assert weights[5, 6] == FAMILY_POSITIVE and weights[4, 5] == 0
     assert torch.equal(weights, weights.T)
 
