@@ -79,6 +79,8 @@ BIGRAMS: dict[tuple[str, str], str] = {
 GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
     ("drum", "and", "bass"), ("drum", "n", "bass"), ("drum", "bass"), ("dnb",), ("dubstep",),
 )  # fmt: skip
+# A hit word beside one of these names a drum loop, not a hit ("kick loop", "snare groove").
+LOOP_WORDS = frozenset({"loop", "loops", "groove", "grooves", "beat", "beats", "pattern", "break"})
 # Closed/open/pedal cymbals are hi-hats ("drum_cymbal_closed").
 HAT_WORDS = frozenset({"closed", "open", "pedal"})
 
@@ -107,6 +109,8 @@ def label_words(tokens: list[str]) -> NameLabel | None:
 
     >>> label_words(["drum", "and", "bass", "drums"])
     NameLabel(family='drums', sound='drums')
+    >>> label_words(["drum", "loop", "with", "a", "kick"])
+    NameLabel(family='drums', sound='drums')
     >>> label_words(["keyboard", "organ"])
     NameLabel(family='organ', sound='organ')
     >>> label_words(["tuned", "percussion"])
@@ -123,6 +127,8 @@ def label_words(tokens: list[str]) -> NameLabel | None:
             joined.append(tokens[i])
             i += 1
     hits = [DRUM_WORDS[w] for w in joined if w in DRUM_WORDS]
+    if hits and LOOP_WORDS & set(joined):  # "house drum loop with a four-on-the-floor kick"
+        return NameLabel("drums", "drums")
     if "cymbal" in hits and HAT_WORDS & set(joined):
         return NameLabel("drums", "hi-hat")
     if hits:

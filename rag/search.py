@@ -224,7 +224,8 @@ def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
     """Reciprocal-rank fusion of several rankings of the same collection, each weighted by
     :data:`RANKING_WEIGHTS` (1 unless listed); scores are scaled so 1.0 means first everywhere."""
     fused: dict[str, SearchHit] = {}
-    weights = {label: RANKING_WEIGHTS.get(label, 1.0) for label in rankings}
+    # an empty ranking (no file named as asked) must not lower everyone's score
+    weights = {label: RANKING_WEIGHTS.get(label, 1.0) for label, hits in rankings.items() if hits}
     best = sum(weights.values()) / (RRF_K + 1)
     for label, hits in rankings.items():
         for rank, hit in enumerate(hits, start=1):

@@ -146,6 +146,8 @@ def test_the_name_ranking_lifts_named_items_but_keeps_the_models_order_among_the
     assert [h.id for h in reordered] == ["techno", "house", "trap"]  # trap: in no model list
     rankings["text→name"] = reordered
     assert [h.id for h in fuse(rankings, limit=4)] == ["techno", "house", "trap", "bass"]
+    # nothing named as asked: the scale stays that of the model rankings (1.0 = first in both)
+    assert fuse({"a": caption[:1], "b": caption[:1], "text→name": []}, 1)[0].score == 1.0
 
 
 def test_one_shot_and_loop_filters(tmp_path, demo_catalog, embedder):
