@@ -194,8 +194,8 @@ def in_model_order(rankings: dict[str, list[Hit]], label: str) -> list[Hit]:
     among all the drums, as the captions and audio say."""
     others = {key: hits for key, hits in rankings.items() if key != label}
     place = {hit.id: n for n, hit in enumerate(fuse(others, limit=sum(map(len, others.values()))))}
-    hits = rankings[label]
-    return sorted(hits, key=lambda hit: place.get(hit.id, len(place) + hits.index(hit)))
+    own = {hit.id: n for n, hit in enumerate(rankings[label])}
+    return sorted(rankings[label], key=lambda hit: place.get(hit.id, len(place) + own[hit.id]))
 
 
 def name_condition(text: str) -> Filter | None:
