@@ -23,6 +23,7 @@ ranks the catalog's own captions, which names the family outright, so it is repo
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import time
@@ -393,8 +394,6 @@ REAL_QUERIES: tuple[str, ...] = ("{word}", "{word} sample", "a {word} sound", "{
 
 def real_labels(folder: Path) -> dict[str, dict[str, str]]:
     """``labels.csv`` of a real set: path → {family, one_shot_type}."""
-    import csv
-
     path = Path(folder) / REAL_LABELS_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no {REAL_LABELS_FILE} in {folder}: build the set with "
@@ -430,16 +429,16 @@ def ranked_precision(
 
 def fused_ranked_precision(
     store: VectorStore,
-    labelled: dict[str, dict[str, str]],
     embedder: ClapEmbedder,
+    labelled: dict[str, dict[str, str]],
     texts: list[str],
     *,
     key: str,
     wanted: str,
     k: int,
 ) -> float:
-    """:func:`ranked_precision` through the product's search (audio and caption rankings
-    fused): what ``audiorag search`` shows, where captions carry what file names say."""
+    """:func:`ranked_precision` through the product's search (audio, caption and file-name
+    rankings fused): what ``audiorag search`` shows."""
     cut = min(k, sum(label[key] == wanted for label in labelled.values()))
     scores = []
     for text in texts:
@@ -454,8 +453,6 @@ def anonymised_copy(folder: Path, out: Path) -> Path:
     """The real set with every file renamed to its number ("0007.wav"), labels and manifest
     remapped: the same audio with no name to read, so fused search shows what audio and
     analysis alone find."""
-    import csv
-
     labels = real_labels(folder)
     if out.exists():
         shutil.rmtree(out)
@@ -513,11 +510,11 @@ def evaluate_real(
         for family, texts in family_queries.items():
             where = {"key": "family", "wanted": family, "k": 10}
             per_family[family] = ranked_precision(store, embedder, labelled, texts, **where)
-            fused_family[family] = fused_ranked_precision(store, labelled, embedder, texts, **where)
+            fused_family[family] = fused_ranked_precision(store, embedder, labelled, texts, **where)
         for kind, texts in type_queries.items():
             where = {"key": "one_shot_type", "wanted": kind, "k": 10}
             per_type[kind] = ranked_precision(store, embedder, labelled, texts, **where)
-            fused_type[kind] = fused_ranked_precision(store, labelled, embedder, texts, **where)
+            fused_type[kind] = fused_ranked_precision(store, embedder, labelled, texts, **where)
         by_example: dict[str, list[float]] = defaultdict(list)
         for point in points:
             family = labelled[point.payload["path"]]["family"]
