@@ -270,7 +270,7 @@ CHORD_TEMPLATES: tuple[str, ...] = (
 
 def oneshot_caption(meta: Mapping[str, Any], rng: np.random.Generator) -> str:
     """A caption naming the actual sound, worded at random: "Closed hi-hat one-shot", "Cello
-    note, G3", "Strings: violin note"; one in :data:`FAMILY_ONLY_SHARE` names only the family
+    note, G3", "Strings: violin note"; a quarter (:data:`FAMILY_ONLY_SHARE`) name only the family
     or one-shot type ("strings note", "snare"), as short searches do. ``meta["names"]``, when
     given, replaces the GM names (samples labelled by file name have no GM program or key).
 
