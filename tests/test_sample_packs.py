@@ -53,7 +53,7 @@ def _unpacked(debs, package: str, files: dict[str, bytes]) -> None:
     from audiorag.democatalog.sample_packs import PACKAGES
 
     for name, data in files.items():
-        path = debs / package / PACKAGES[package] / name
+        path = debs / f"x_{package}" / PACKAGES[package] / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
 

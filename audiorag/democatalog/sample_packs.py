@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.decode import UnusableFile, decode_audio, file_sha256
+from audiorag.democatalog.debian import unpacked
 
 PACKAGES: dict[str, str] = {
     "sonic-pi-samples": "usr/share/sonic-pi/samples",
@@ -110,19 +110,8 @@ def label_for(name: str) -> SampleLabel | None:
 
 
 def fetch(debs: Path) -> dict[str, Path]:
-    """Download (unless there) and unpack each package; its samples folder by package name."""
-    debs.mkdir(parents=True, exist_ok=True)
-    roots = {}
-    for package, inside in PACKAGES.items():
-        root = debs / package
-        if not (root / inside).is_dir():
-            found = sorted(debs.glob(f"{package}_*.deb"))
-            if not found:
-                subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-                found = sorted(debs.glob(f"{package}_*.deb"))
-            subprocess.run(["dpkg", "-x", str(found[-1]), str(root)], check=True)
-        roots[package] = root / inside
-    return roots
+    """The samples folder of each of :data:`PACKAGES`, unpacked under ``debs``."""
+    return {package: root / PACKAGES[package] for package, root in unpacked(debs, PACKAGES).items()}
 
 
 def item_meta(label: SampleLabel, package: str) -> dict[str, Any]:

@@ -29,7 +29,6 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -40,6 +39,7 @@ import soundfile as sf
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from audio.signal import resample
+from audiorag.democatalog.debian import unpacked
 from audiorag.democatalog.gm_names import drum_type, program_family
 
 PACKAGES = ("hydrogen-drumkits", "freepats")
@@ -68,18 +68,7 @@ KIT_LICENCES: dict[str, str] = {
 
 def fetch(debs: Path) -> dict[str, Path]:
     """Each package unpacked under ``debs/x_<package>``; downloads the .deb if absent."""
-    debs.mkdir(parents=True, exist_ok=True)
-    roots = {}
-    for package in PACKAGES:
-        found = sorted(debs.glob(f"{package}_*.deb"))
-        if not found:
-            subprocess.run(["apt-get", "download", package], cwd=debs, check=True)
-            found = sorted(debs.glob(f"{package}_*.deb"))
-        root = debs / f"x_{package}"
-        if not root.is_dir():
-            subprocess.run(["dpkg", "-x", str(found[-1]), str(root)], check=True)
-        roots[package] = root
-    return roots
+    return unpacked(debs, PACKAGES)
 
 
 def one_shot_type(name: str) -> str | None:
