@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from audiorag.democatalog.gm_names import FAMILY_WORDS, TYPE_WORDS
-from audiorag.democatalog.sample_packs import NAME_LABELS, SampleLabel, item_meta, label_for
+from audiorag.democatalog.sample_packs import NAME_LABELS, item_meta, label_for
 from audiorag.training.train_clap import TrainItem, training_caption
+from index.names import NameLabel
 
 
 @pytest.mark.parametrize(
@@ -26,7 +27,7 @@ from audiorag.training.train_clap import TrainItem, training_caption
     ],
 )
 def test_pack_file_names_are_labelled(name, family, sound):
-    assert label_for(name) == SampleLabel(family, sound)
+    assert label_for(name) == NameLabel(family, sound)
 
 
 @pytest.mark.parametrize("name", ["loop_amen.flac", "metronome01.ogg", "saw01.ogg"])
@@ -39,7 +40,7 @@ def test_every_label_can_be_captioned_for_training():
 
     for _, family, sound in NAME_LABELS:
         assert family in FAMILY_WORDS
-        meta = item_meta(SampleLabel(family, sound), "pack")
+        meta = item_meta(NameLabel(family, sound), "pack")
         item = TrainItem("x.flac", meta)
         assert item.one_shot and item.group == f"{family}/{sound}"
         caption = training_caption(meta, np.random.default_rng(0))

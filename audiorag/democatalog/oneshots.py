@@ -271,8 +271,8 @@ CHORD_TEMPLATES: tuple[str, ...] = (
 def oneshot_caption(meta: Mapping[str, Any], rng: np.random.Generator) -> str:
     """A caption naming the actual sound, worded at random: "Closed hi-hat one-shot", "Cello
     note, G3", "Strings: violin note"; a quarter (:data:`FAMILY_ONLY_SHARE`) name only the family
-    or one-shot type ("strings note", "snare"), as short searches do. ``meta["names"]``, when
-    given, replaces the GM names (samples labelled by file name have no GM program or key).
+    or one-shot type ("strings note", "snare"), as short searches do. Without a GM key or
+    program (samples labelled by file name), ``meta["sound"]`` is the name.
 
     >>> meta = {"instrument": "drums", "drum_note": 42, "sound": "hi-hat", "pitches": [42]}
     >>> caption = oneshot_caption(meta, np.random.default_rng(0)).lower()
@@ -283,14 +283,16 @@ def oneshot_caption(meta: Mapping[str, Any], rng: np.random.Generator) -> str:
     hit = meta.get("drum_note") is not None or meta.get("sound") in TYPE_WORDS
     if hit:
         kind = draw(TYPE_WORDS[meta["sound"]], rng)
-        names = meta.get("names") or drum_words(meta["drum_note"])
+        note = meta.get("drum_note")
+        names = drum_words(note) if note is not None else (meta["sound"],)
         if rng.random() < FAMILY_ONLY_SHARE:
             text = draw(FAMILY_ONLY_TEMPLATES, rng).format(family=kind)
         else:
             text = draw(DRUM_TEMPLATES, rng).format(name=draw(names, rng), family=family, kind=kind)
     else:
         pitches = meta.get("pitches") or [60]
-        names = meta.get("names") or program_words(meta["program"])
+        program = meta.get("program")
+        names = program_words(program) if program is not None else (meta["sound"],)
         if rng.random() < FAMILY_ONLY_SHARE:
             text = draw(FAMILY_ONLY_TEMPLATES, rng).format(family=family)
         else:

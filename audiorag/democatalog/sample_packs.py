@@ -28,12 +28,12 @@ import re
 import shutil
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from audio.decode import UnusableFile, decode_audio, file_sha256
 from audiorag.democatalog.debian import unpacked
+from index.names import NameLabel
 
 PACKAGES: dict[str, str] = {
     "sonic-pi-samples": "usr/share/sonic-pi/samples",
@@ -86,26 +86,20 @@ NAME_LABELS: tuple[tuple[str, str, str], ...] = (
 SKIP_FOLDERS = frozenset({"bassloops", "beats", "shapes", "waveforms"})
 
 
-@dataclass(frozen=True)
-class SampleLabel:
-    family: str
-    sound: str
-
-
-def label_for(name: str) -> SampleLabel | None:
+def label_for(name: str) -> NameLabel | None:
     """The family and sound a sample's file name states, or None.
 
     >>> label_for("bd_808.flac")
-    SampleLabel(family='drums', sound='kick')
+    NameLabel(family='drums', sound='kick')
     >>> label_for("violin_pizzicato01.ogg")
-    SampleLabel(family='strings', sound='violin')
+    NameLabel(family='strings', sound='violin')
     >>> label_for("loop_amen.flac") is None
     True
     """
     stem = Path(name).stem.lower()
     for pattern, family, sound in NAME_LABELS:
         if re.search(pattern, stem):
-            return SampleLabel(family, sound)
+            return NameLabel(family, sound)
     return None
 
 
@@ -114,13 +108,13 @@ def fetch(debs: Path) -> dict[str, Path]:
     return {package: root / PACKAGES[package] for package, root in unpacked(debs, PACKAGES).items()}
 
 
-def item_meta(label: SampleLabel, package: str) -> dict[str, Any]:
+def item_meta(label: NameLabel, package: str) -> dict[str, Any]:
     """Ground truth in the shape the one-shot catalog uses, so training captions it alike."""
     return {
         "kind": "stem", "instrument": label.family, "program": None,
         "is_drum": label.family == "drums", "genre": None, "bpm": None, "key": None,
         "bars": None, "tags": [label.sound], "one_shot": True, "sound": label.sound,
-        "names": [label.sound], "drum_note": None, "pitches": [], "source": package,
+        "drum_note": None, "pitches": [], "source": package,
     }  # fmt: skip
 
 
