@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from audio.decode import MIDI_EXTENSIONS, STEM_EXTENSIONS, Limits, file_sha256
@@ -275,7 +276,7 @@ def build_payload(
 def embed_batch(
     embedder: ClapEmbedder, batch: list[Prepared], catalog: str
 ) -> tuple[list[Point], list[Problem]]:
-    """Prepared items → points (payload + CLAP audio and caption vectors), and a Problem for
+    """Prepared items → points (payload, CLAP audio and caption vectors, timbre), a Problem for
     each item whose embedding failed. The one embedding step of every indexer (local and Ray).
 
     One bad clip must not sink its batch: when the batch fails, it is retried item by item.
@@ -298,10 +299,16 @@ def embed_batch(
             failed += bad
         return points, failed
     points = [
-        Point(point_id(catalog, p.item.sha256), pl, {"audio": a, "text": t})
+        Point(point_id(catalog, p.item.sha256), pl, vectors(a, t, p.timbre))
         for p, pl, a, t in zip(batch, payloads, audio, text, strict=True)
     ]
     return points, []
+
+
+def vectors(audio: np.ndarray, text: np.ndarray, timbre: np.ndarray | None) -> dict[str, Any]:
+    """A point's named vectors; ``timbre`` only where it could be made."""
+    named = {"audio": audio, "text": text}
+    return named if timbre is None else {**named, "timbre": timbre}
 
 
 # --- the run ------------------------------------------------------------------------------------

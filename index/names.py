@@ -83,6 +83,13 @@ GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
 LOOP_WORDS = frozenset({"loop", "loops", "groove", "grooves", "beat", "beats", "pattern", "break"})
 # Closed/open/pedal cymbals are hi-hats ("drum_cymbal_closed").
 HAT_WORDS = frozenset({"closed", "open", "pedal"})
+# Words that ask for nothing beyond the sound itself ("a kick sample", "piano recording").
+SOUND_ONLY_WORDS = frozenset(
+    {"a", "an", "the", "some", "of", "with", "for", "my", "me", "i", "need", "want", "looking",
+     "please", "just", "sound", "sounds", "sample", "samples", "recording", "recordings", "one",
+     "shot", "oneshot", "hit", "hits", "note", "notes", "drum", "drums", "instrument", "single",
+     "stem", "stems", "track", "part"}
+) | LOOP_WORDS  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -116,16 +123,7 @@ def label_words(tokens: list[str]) -> NameLabel | None:
     >>> label_words(["tuned", "percussion"])
     NameLabel(family='mallets', sound='mallets')
     """
-    tokens = without_genres(tokens)
-    joined, i = [], 0
-    while i < len(tokens):
-        pair = tuple(tokens[i : i + 2])
-        if pair in BIGRAMS:
-            joined.append(BIGRAMS[pair])  # type: ignore[index]
-            i += 2
-        else:
-            joined.append(tokens[i])
-            i += 1
+    joined = joined_bigrams(without_genres(tokens))
     hits = [DRUM_WORDS[w] for w in joined if w in DRUM_WORDS]
     if hits and LOOP_WORDS & set(joined):  # "house drum loop with a four-on-the-floor kick"
         return NameLabel("drums", "drums")
@@ -140,6 +138,43 @@ def label_words(tokens: list[str]) -> NameLabel | None:
     if {"drum", "drums", "beat", "beats", "breakbeat", "break", "breaks"} & set(joined):
         return NameLabel("drums", "drums")
     return None
+
+
+def joined_bigrams(tokens: list[str]) -> list[str]:
+    """``tokens`` with each :data:`BIGRAMS` pair made one word.
+
+    >>> joined_bigrams(["punchy", "kick", "drum"])
+    ['punchy', 'kickdrum']
+    """
+    joined, i = [], 0
+    while i < len(tokens):
+        pair = tuple(tokens[i : i + 2])
+        if pair in BIGRAMS:
+            joined.append(BIGRAMS[pair])  # type: ignore[index]
+            i += 2
+        else:
+            joined.append(tokens[i])
+            i += 1
+    return joined
+
+
+def names_only_a_sound(text: str) -> bool:
+    """Whether a prompt names a known sound and asks nothing more of it: every word is a sound
+    word of this vocabulary or a word that asks nothing (:data:`SOUND_ONLY_WORDS`). A genre,
+    mood or tempo word makes it False.
+
+    >>> names_only_a_sound("a kick drum sample"), names_only_a_sound("techno drums")
+    (True, False)
+    >>> names_only_a_sound("looking for a snare"), names_only_a_sound("drum and bass drums")
+    (True, False)
+    >>> names_only_a_sound("sample")
+    False
+    """
+    tokens = words(text)
+    if label_words(tokens) is None or without_genres(tokens) != tokens:  # "drum and bass"
+        return False
+    known = DRUM_WORDS.keys() | FAMILY_WORDS.keys() | HAT_WORDS | SOUND_ONLY_WORDS
+    return all(w in known for w in joined_bigrams(tokens))
 
 
 def without_genres(tokens: list[str]) -> list[str]:

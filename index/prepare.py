@@ -20,6 +20,7 @@ from audio.decode import Limits, UnusableFile, check_size, decode_audio
 from audio.signal import resample
 from index.analysis import ONE_SHOT_MAX_SECONDS, analyse_audio, analyse_midi, parse_midi
 from index.manifest import Entry
+from index.timbre import timbre_vector
 
 # Test-only: a worker process whose item path contains this text kills itself with SIGSEGV, as a
 # crashing native decoder would. Never set outside tests; ignored in the main process.
@@ -62,6 +63,7 @@ class ProblemReason(StrEnum):
     FILE_GONE = "file_gone"
     # notes: indexed, but worth knowing
     CONTAINER_MISMATCH = "container_mismatch"
+    NO_TIMBRE = "no_timbre"  # indexed without a timbre vector: query by example uses CLAP only
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,7 @@ class Prepared:
     item: WorkItem
     clip: np.ndarray  # mono float32 at the embedder's rate
     analysis: dict[str, Any]
+    timbre: np.ndarray | None = None  # index.timbre vector; None when it could not be made
     notes: list[Problem] = field(default_factory=list)  # indexed, but worth a line in the report
     seconds: dict[str, float] = field(default_factory=dict)  # time per stage (see STAGES)
 
@@ -123,14 +126,37 @@ def prepare(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
         analysis = analyse_audio(audio, tonal=tonal).to_payload()
     with timed(seconds, "decode"):  # resampling for CLAP counts as decoding
         clip = resample(audio.mono(), audio.sr, clip_sr)  # any channel count: their mean
-    if analysis["one_shot"]:
-        clip = np.pad(clip, (0, max(0, round(ONE_SHOT_PAD_SECONDS * clip_sr) - clip.size)))
     notes = []
+    with timed(seconds, "analysis"):
+        timbre = describe_timbre(item, clip, clip_sr, notes)
+    if analysis["one_shot"]:
+        clip = padded_hit(clip, clip_sr)
     expected = EXPECTED_CONTAINER.get(item.absolute.suffix.lower())
     if expected and audio.container != expected:
         message = f"named {item.absolute.suffix} but holds {audio.container}: decoded as such"
         notes.append(Problem(item.relative, message, ProblemReason.CONTAINER_MISMATCH))
-    return Prepared(item, clip, analysis, notes, seconds)
+    return Prepared(item, clip, analysis, timbre, notes, seconds)
+
+
+def padded_hit(clip: np.ndarray, sr: int) -> np.ndarray:
+    """A short clip zero-padded to :data:`ONE_SHOT_PAD_SECONDS` (longer ones unchanged), as
+    one-shots are embedded.
+
+    >>> padded_hit(np.ones(3, np.float32), sr=4).tolist()
+    [1.0, 1.0, 1.0, 0.0]
+    """
+    return np.pad(clip, (0, max(0, round(ONE_SHOT_PAD_SECONDS * sr) - clip.size)))
+
+
+def describe_timbre(
+    item: WorkItem, clip: np.ndarray, sr: int, notes: list[Problem]
+) -> np.ndarray | None:
+    """The clip's timbre vector; on failure None and a note (the item is still indexed)."""
+    try:
+        return timbre_vector(clip, sr)
+    except Exception as err:  # a descriptor bug must not cost the item its CLAP vectors
+        notes.append(Problem(item.relative, f"no timbre vector: {err}", ProblemReason.NO_TIMBRE))
+        return None
 
 
 def _prepare_midi(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
@@ -150,7 +176,11 @@ def _prepare_midi(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared:
         stereo = render_midi(midi, sr=clip_sr)
     payload = analysis.to_payload()
     payload["one_shot"] = analysis.duration_s < ONE_SHOT_MAX_SECONDS
-    return Prepared(item, stereo.mean(axis=0).astype(np.float32), payload, seconds=seconds)
+    clip = stereo.mean(axis=0).astype(np.float32)
+    notes: list[Problem] = []
+    with timed(seconds, "analysis"):
+        timbre = describe_timbre(item, clip, clip_sr, notes)
+    return Prepared(item, clip, payload, timbre, notes, seconds)
 
 
 def prepare_or_problem(item: WorkItem, limits: Limits, clip_sr: int) -> Prepared | Problem:

@@ -2,13 +2,17 @@
 
 Each query vector runs as its own nearest-neighbour search (a text prompt against the items'
 audio vectors — CLAP's cross-modal match — and against their caption vectors; a reference clip
-against the audio vectors), and the rankings are fused with reciprocal-rank fusion. RRF needs no
-calibration between cross-modal and same-modal cosines, whose scales differ a lot.
+against the audio vectors and against the timbre vectors of :mod:`index.timbre`, a fixed
+descriptor that needs no model), and the rankings are fused with reciprocal-rank fusion. RRF
+needs no calibration between cross-modal and same-modal cosines, whose scales differ a lot.
 
 A prompt that names a sound the way file names do ("kick", "hi-hat", "cello": the vocabulary of
-:mod:`index.names`) adds a lexical ranking: the items whose names say that sound (or whose
-instrument is that family), in the order the other rankings give them. A model that has never
-heard a word still finds the files named with it.
+:mod:`index.names`) adds two rankings: a lexical one, the items whose names say that sound (or
+whose instrument is that family), in the order the other rankings give them — a model that has
+never heard a word still finds the files named with it; and the items' timbre vectors against
+that sound's timbre prototype — a kick is found by how it sounds even where nothing names it.
+A reference clip adds the lexical ranking of what its name (or, when it is in the catalog, its
+indexed item) says it is: other files named as that sound first, then others of its family.
 """
 
 from __future__ import annotations
@@ -19,13 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from audio.decode import Limits, decode_audio, file_sha256
 from audio.signal import resample
 from index.analysis import ONE_SHOT_MAX_SECONDS, normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
-from index.names import label_words, words
+from index.names import NameLabel, label_words, name_label, names_only_a_sound, words
+from index.prepare import padded_hit
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
+from index.timbre import shipped_model, timbre_vector
 
 RRF_K = 60  # the usual constant: damps the weight of the very top ranks
 # Weight of the lexical name ranking in the fusion. At 3, an item whose name says what the
@@ -33,7 +41,14 @@ RRF_K = 60  # the usual constant: damps the weight of the very top ranks
 # model rankings put first together (2/61): a file named "kick" answers "kick" before the
 # model's guesses, and the model rankings order the named files among themselves.
 NAME_WEIGHT = 3.0
-RANKING_WEIGHTS: dict[str, float] = {"text→name": NAME_WEIGHT}
+# A prompt's two CLAP rankings (audio and caption vectors) and its one timbre ranking count as
+# two equal sides: the timbre ranking weighs 2. (A reference clip has one ranking of each.)
+TEXT_TIMBRE_WEIGHT = 2.0
+RANKING_WEIGHTS: dict[str, float] = {
+    "text→name": NAME_WEIGHT,
+    "clip→name": NAME_WEIGHT,
+    "text→timbre": TEXT_TIMBRE_WEIGHT,
+}
 # No catalog is named this (catalog names are printable), so an empty scope matches nothing.
 NO_CATALOG = "\x00none"
 
@@ -167,10 +182,21 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
         named = name_condition(request.text)
         if named is not None:
             queries.append(("text→name", "audio", text_vector, named))
+        sounds_like = text_timbre(request.text)
+        if sounds_like is not None:
+            queries.append(("text→timbre", "timbre", sounds_like, None))
+    reference = None
     if request.like is not None:
-        queries.append(("clip→audio", "audio", embed_reference(embedder, request.like), None))
+        clip_vector, clip_timbre = embed_reference(embedder, request.like)
+        queries.append(("clip→audio", "audio", clip_vector, None))
+        if clip_timbre is not None:
+            queries.append(("clip→timbre", "timbre", clip_timbre, None))
+        sha256 = file_sha256(request.like)
+        reference = reference_label(store, request.like, sha256, request.catalogs)
+        if reference is not None:
+            queries.append(("clip→name", "audio", clip_vector, reference_condition(reference)))
         if not request.include_reference:
-            exclude = file_sha256(request.like)
+            exclude = sha256
     flt = build_filter(request, exclude_sha256=exclude)
     if not queries:
         return [SearchHit(p.id, 1.0, p.payload) for p in _first(store, flt, request.limit)]
@@ -184,6 +210,8 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
     }  # fmt: skip
     if "text→name" in rankings:
         rankings["text→name"] = in_model_order(rankings, "text→name")
+    if reference is not None:
+        rankings["clip→name"] = same_sound_first(in_model_order(rankings, "clip→name"), reference)
     return fuse(rankings, request.limit)
 
 
@@ -196,6 +224,22 @@ def in_model_order(rankings: dict[str, list[Hit]], label: str) -> list[Hit]:
     place = {hit.id: n for n, hit in enumerate(fuse(others, limit=sum(map(len, others.values()))))}
     own = {hit.id: n for n, hit in enumerate(rankings[label])}
     return sorted(rankings[label], key=lambda hit: place.get(hit.id, len(place) + own[hit.id]))
+
+
+def text_timbre(text: str) -> np.ndarray | None:
+    """What the sound a prompt names sounds like: the shipped timbre prototype of that sound
+    or its family (:class:`index.timbre.TimbrePrototypes`). It finds a kick by its sound in a
+    folder where nothing is named or captioned. None when the prompt names nothing known, or
+    asks more than the sound (:func:`index.names.names_only_a_sound`): a prototype is the
+    average of every genre and mood, and ranking by it would bury "techno" under the average.
+
+    >>> text_timbre("kick sample").shape, text_timbre("techno drums"), text_timbre("nice")
+    ((105,), None, None)
+    """
+    label = label_words(words(text))
+    if label is None or not names_only_a_sound(text):
+        return None
+    return shipped_model().prototypes.for_label(label.family, label.sound)
 
 
 def name_condition(text: str) -> Filter | None:
@@ -220,6 +264,40 @@ Match(key='instrument', value='strings')), must_not=())
     return Filter(should=conditions)
 
 
+def reference_label(
+    store: VectorStore, path: Path, sha256: str, catalogs: Sequence[str] | None
+) -> NameLabel | None:
+    """What a reference clip is, as names tell: its indexed item's ``named_sound`` and
+    ``instrument`` when the clip is in the catalog (its folders and manifest were read at
+    indexing), else what its file name states; None when neither says anything.
+
+    Only items in ``catalogs`` (the request's scope) are looked up: no other tenant's
+    metadata leaks in.
+    """
+    scope = catalog_scope(catalogs)
+    must = (Match("sha256", sha256),) + ((scope,) if scope is not None else ())
+    for point in _first(store, Filter(must=must), 1):
+        family, sound = point.payload.get("instrument"), point.payload.get("named_sound")
+        if family:
+            return NameLabel(family, sound or family)
+    return name_label(path.name)
+
+
+def reference_condition(label: NameLabel) -> Filter:
+    """The items named as the reference's sound or of its family.
+
+    >>> reference_condition(NameLabel("drums", "kick")).should
+    (Match(key='named_sound', value='kick'), Match(key='instrument', value='drums'))
+    """
+    return Filter(should=(Match("named_sound", label.sound), Match("instrument", label.family)))
+
+
+def same_sound_first(hits: list[Hit], label: NameLabel) -> list[Hit]:
+    """``hits`` with those named as ``label``'s sound before the rest of its family (a kick
+    asks for kicks before snares), each group keeping its order."""
+    return sorted(hits, key=lambda hit: hit.payload.get("named_sound") != label.sound)
+
+
 def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
     """Reciprocal-rank fusion of several rankings of the same collection, each weighted by
     :data:`RANKING_WEIGHTS` (1 unless listed); scores are scaled so 1.0 means first everywhere."""
@@ -236,15 +314,22 @@ def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
     return ordered[:limit]
 
 
-def embed_reference(embedder: ClapEmbedder, path: Path):
-    """The CLAP audio vector of a reference clip, or a SearchError naming what is wrong."""
+def embed_reference(embedder: ClapEmbedder, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The CLAP audio vector and the timbre vector (None if it cannot be made) of a reference
+    clip, made as the indexer makes them; or a SearchError naming what is wrong."""
     if not path.is_file():
         raise SearchError(f"reference clip not found: {path}")
     try:
         audio = decode_audio(path, Limits())
     except ValueError as err:
         raise SearchError(f"reference clip {path.name}: {err}") from err
-    return embedder.embed_audio([resample(audio.mono(), audio.sr, CLAP_SR)])[0]
+    clip = resample(audio.mono(), audio.sr, CLAP_SR)
+    try:
+        timbre = timbre_vector(clip, CLAP_SR)
+    except Exception:  # the CLAP ranking alone still answers
+        timbre = None
+    # a hit is padded as the indexer pads it, so an indexed clip finds itself at cosine 1
+    return embedder.embed_audio([padded_hit(clip, CLAP_SR)])[0], timbre
 
 
 def _first(store: VectorStore, flt: Filter, limit: int):

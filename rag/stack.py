@@ -400,7 +400,7 @@ def retrieve_roles(
     """The ``depth`` best seedable items of each role for ``request``, in one store call.
 
     Every query of ``request`` (text → audio and caption vectors, a reference clip → audio
-    vectors) runs once per role under the request's filters (licence uses, catalog scope,
+    and timbre vectors) runs once per role under the request's filters (licence uses, catalog scope,
     genre, …) plus the role's families; each role's rankings are fused as
     :func:`rag.search.search` fuses them. Items whose licence does not allow seeding are
     dropped again here, belt and braces.
@@ -411,7 +411,10 @@ def retrieve_roles(
         text_vector = embedder.embed_text([request.text.strip()])[0]
         queries += [("text→audio", "audio", text_vector), ("text→caption", "text", text_vector)]
     if request.like is not None:
-        queries.append(("clip→audio", "audio", embed_reference(embedder, request.like)))
+        clip_vector, clip_timbre = embed_reference(embedder, request.like)
+        queries.append(("clip→audio", "audio", clip_vector))
+        if clip_timbre is not None:
+            queries.append(("clip→timbre", "timbre", clip_timbre))
         if not request.include_reference:
             exclude = file_sha256(request.like)
     if not queries or not roles:

@@ -120,6 +120,9 @@ def test_real_mode_reports_the_three_measures(tmp_path):
     assert measures["example_family_p5"]["queries"] == 18
     for m in measures.values():
         assert 0.0 <= m["value"] <= 1.0 and m["passed"] == (m["value"] >= m["target"])
+        assert 0.0 <= m["timbre_only"] <= 1.0 and 0.0 <= m["fused_search"] <= 1.0
+    # the shipped timbre prototypes tell these decaying low sines from noise bursts
+    assert measures["one_shot_type_p10"]["timbre_only"] >= 0.5
     # 12 of 18 files are drums: ranking everything returns drums among the top ones at least
     assert measures["example_family_p5"]["per_label"]["drums"] > 0.5
     table = real_markdown_table(result)
@@ -132,6 +135,9 @@ def test_real_mode_reports_the_three_measures(tmp_path):
     assert "names hidden" in real_markdown_table(hidden)
     for name in ("text_instrument_p10", "one_shot_type_p10"):
         assert hidden["measures"][name]["value"] == pytest.approx(measures[name]["value"])
+        assert hidden["measures"][name]["timbre_only"] == pytest.approx(
+            measures[name]["timbre_only"]
+        )
     named_fused = measures["one_shot_type_p10"]["fused_search"]
     assert named_fused > hidden["measures"]["one_shot_type_p10"]["fused_search"]
     assert named_fused >= 0.8

@@ -118,7 +118,7 @@ def test_index_demo_catalog_with_hostile_files(catalog, store, embedder):
         assert name in payload, name
     assert set(payload["licence"]) >= {"id", "holder", "allowed_uses", "attribution"}
     assert payload["embedder"] == embedder.embedder.id
-    assert set(point.vectors) == {"audio", "text"}
+    assert set(point.vectors) == {"audio", "text", "timbre"}
     bpm = report.accuracy["bpm_drum_loops"]
     key = report.accuracy["key_tonal_stems"]
     assert bpm["items"] > 0 and key["items"] > 0

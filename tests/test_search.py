@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from index.analysis import relative_key
 from index.ingest import Indexer
 from index.manifest import load_manifest
+from index.names import NameLabel, name_label
 from index.store import open_store
-from rag.search import SearchError, SearchRequest, build_filter, fuse, search
+from rag.search import (
+    SearchError,
+    SearchRequest,
+    build_filter,
+    fuse,
+    reference_label,
+    search,
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +58,7 @@ def test_a_prompt_naming_a_sound_ranks_the_items_named_so_first(indexed, embedde
     found = [(h.payload["path"], h.payload.get("named_sound"), h.scores) for h in hits]
     assert all(h.payload["instrument"] == "bass" for h in hits[:basses]), found
     assert all("text→name" in h.scores for h in hits[:basses])
+    assert all("text→timbre" in h.scores for h in hits)  # "bass" names only a sound
     unnamed = search(indexed, embedder, SearchRequest(text="something warm", limit=5))
     assert not any("text→name" in h.scores for h in unnamed)
 
@@ -103,6 +114,40 @@ def test_query_by_example_excludes_the_reference_itself(indexed, embedder, demo_
     )
     assert with_self[0].payload["path"] == reference.relative_to(demo_catalog).as_posix()
     assert with_self[0].scores["clip→audio"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_query_by_example_puts_what_the_reference_is_first(indexed, embedder, demo_catalog):
+    """The tiny test model hears nothing; the reference's indexed metadata ranks its family
+    first ("more like this" on a catalog bass stem gives bass stems)."""
+    payloads = _all(indexed)
+    basses = sorted(p["path"] for p in payloads if p["instrument"] == "bass")
+    reference = demo_catalog / next(path for path in basses if path.endswith(".wav"))
+    hits = search(indexed, embedder, SearchRequest(like=reference, limit=len(basses) - 1))
+    assert [h.payload["instrument"] for h in hits] == ["bass"] * (len(basses) - 1)
+    assert all("clip→name" in h.scores for h in hits)
+
+
+def test_an_uploaded_clip_is_known_by_its_file_name(indexed, embedder, tmp_path):
+    tone = 0.3 * np.sin(2 * np.pi * 55 * np.arange(44100) / 44100)
+    sf.write(tmp_path / "Sub Bass take 2.wav", tone, 44100)
+    sf.write(tmp_path / "take 2.wav", tone, 44100)
+    assert reference_label(indexed, tmp_path / "Sub Bass take 2.wav", "0" * 64, None) == (
+        NameLabel("bass", "bass")
+    )
+    named = search(indexed, embedder, SearchRequest(like=tmp_path / "Sub Bass take 2.wav"))
+    assert named[0].payload["instrument"] == "bass" and "clip→name" in named[0].scores
+    unnamed = search(indexed, embedder, SearchRequest(like=tmp_path / "take 2.wav"))
+    assert unnamed and not any("clip→name" in h.scores for h in unnamed)
+
+
+def test_reference_metadata_is_read_only_within_the_requests_catalogs(indexed, demo_catalog):
+    payload = next(p for p in _all(indexed) if p["instrument"] == "bass" and p["kind"] == "stem")
+    path = demo_catalog / payload["path"]
+    assert reference_label(indexed, path, payload["sha256"], ("demo",)) == NameLabel(
+        "bass", payload.get("named_sound") or "bass"
+    )
+    # out of scope, only the file name speaks
+    assert reference_label(indexed, path, payload["sha256"], ()) == name_label(path.name)
 
 
 def test_text_and_clip_fused(indexed, embedder, demo_catalog):

@@ -6,6 +6,7 @@ passes only if it agrees with the obvious answer.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -33,6 +34,7 @@ from index.store import (
 )
 from index.store.client import ClientStore
 from index.store.edge import EdgeStore, HnswParams, StoreInUse
+from index.timbre import TIMBRE_DIM
 
 DIM = 16
 EMB = Embedder("test-clap@1", DIM)
@@ -409,6 +411,43 @@ def test_search_with_another_embedders_query_is_refused(store: VectorStore) -> N
         store.search("audio", np.ones(DIM), embedder_id=OTHER.id)
     with pytest.raises(ValueError):
         store.search("lyrics", np.ones(DIM), embedder_id=EMB.id)
+
+
+# ---------------------------------------------------------------- timbre vectors, schema
+
+
+def test_timbre_vectors_are_searched_alone_and_optional(store: VectorStore) -> None:
+    """``timbre`` vectors have their own length; points without one (an item whose descriptor
+    failed) are stored and simply absent from timbre searches."""
+    rng = np.random.default_rng(3)
+    points = make_points(30)
+    for p in points[:20]:
+        p.vectors["timbre"] = rng.standard_normal(TIMBRE_DIM).astype(np.float32)
+    store.upsert(points)
+    query = rng.standard_normal(TIMBRE_DIM)
+    hits = store.search("timbre", query, embedder_id=EMB.id, limit=30, exact=True)
+    scores = unit(np.stack([p.vectors["timbre"] for p in points[:20]])) @ unit(query)
+    assert [h.id for h in hits] == [points[i].id for i in np.argsort(-scores)]
+    with pytest.raises(EmbedderMismatch, match="timbre"):
+        store.search("timbre", np.ones(DIM), embedder_id=EMB.id)
+    wrong = Point(points[0].id, points[0].payload, {"timbre": np.ones(DIM, np.float32)})
+    with pytest.raises(EmbedderMismatch, match="timbre"):
+        store.upsert([wrong])
+
+
+def test_a_store_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    EdgeStore.open(EMB, tmp_path / "edge").close()
+    sidecar = tmp_path / "edge" / "store.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "schema": 1}))
+    with pytest.raises(EmbedderMismatch, match=r"schema 1.*re-index into a new store"):
+        EdgeStore.open(EMB, tmp_path / "edge")
+    old = ClientStore.local(EMB, path=tmp_path / "local")
+    old.client.update_collection(
+        "audiorag", metadata={"audiorag": {"embedder": EMB.id, "dim": DIM, "schema": 1}}
+    )
+    old.close()
+    with pytest.raises(EmbedderMismatch, match=r"schema 1.*re-index into a new store"):
+        ClientStore.local(EMB, path=tmp_path / "local")
 
 
 def test_open_store_picks_the_backend(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from qdrant_client import models
 
 from audiorag.components import load_store
 from audiorag.settings import Settings
-from index.store import VECTOR_NAMES, Embedder, Point, ServerCollection
+from index.store import VECTOR_NAMES, Embedder, Point, ServerCollection, vector_sizes
 from index.store.client import ClientStore, create_collection_kwargs
 
 EMBEDDER = Embedder("test@0", 4)
@@ -29,8 +29,8 @@ def test_layout_becomes_create_collection_arguments():
     assert kwargs["replication_factor"] == 2
     assert kwargs["write_consistency_factor"] == 2
     assert set(kwargs["vectors_config"]) == set(VECTOR_NAMES)
-    for params in kwargs["vectors_config"].values():
-        assert params.size == 4 and params.distance is models.Distance.COSINE
+    for name, params in kwargs["vectors_config"].items():
+        assert params.size == vector_sizes(4)[name] and params.distance is models.Distance.COSINE
         assert params.on_disk is True
     scalar = kwargs["quantization_config"].scalar
     assert scalar.type is models.ScalarType.INT8 and scalar.always_ram is True

@@ -95,6 +95,37 @@ def train_clap_command(
     console.print(f"use it: AUDIORAG_CLAP_MODEL={out}")
 
 
+@train_app.command("timbre")
+def train_timbre_command(
+    catalog: Annotated[
+        list[Path],
+        typer.Option(exists=True, file_okay=False, help="Training catalog; repeat for several."),
+    ],
+    out: Annotated[Path, typer.Option(help="Timbre model file to write.")] = Path(
+        "index/models/timbre.json"
+    ),
+) -> None:
+    """Fit the timbre model — the descriptors' per-feature scale and each family's and named
+    sound's prototype — on training catalogs (never a held-out set)."""
+    from rich.progress import Progress
+
+    from audiorag.training.fit_timbre import audio_files, fit_timbre_model
+
+    with Progress(console=console) as bar:
+        task = bar.add_task("describing audio", total=len(audio_files(catalog)))
+
+        def on_file(path: Path, error: str | None) -> None:
+            if error:
+                console.print(f"[yellow]skipped {path}: {error}")
+            bar.advance(task)
+
+        model, count = fit_timbre_model(catalog, out, on_file=on_file)
+    console.print(
+        f"[green]timbre model fitted on {count} files: {len(model.prototypes.families)} "
+        f"family and {len(model.prototypes.sounds)} sound prototypes in {out}"
+    )
+
+
 @eval_app.command("retrieval")
 def eval_retrieval_command(
     catalog: Annotated[

@@ -39,7 +39,7 @@ from index.clap import ClapEmbedder
 from index.ingest import Indexer, Progress, SilentProgress, kind_of
 from index.manifest import Manifest, find_manifest, load_manifest
 from index.store import Filter, Match, Point, VectorStore, open_store
-from rag.search import SearchRequest, search
+from rag.search import SearchRequest, search, text_timbre
 
 CATALOG = "heldout"
 
@@ -205,24 +205,55 @@ def fused_precision(
     return precision([h.payload for h in search(store, embedder, request)], key, wanted, k)
 
 
-def example_precision(store: VectorStore, embedder: ClapEmbedder, points: Sequence[Point], k: int):
-    """Each stem's audio vector as a query (itself excluded): precision@k of its family."""
+def example_precision(
+    store: VectorStore,
+    embedder: ClapEmbedder,
+    points: Sequence[Point],
+    k: int,
+    vector_name: str = "audio",
+):
+    """Each stem's ``vector_name`` vector as a query (itself excluded): precision@k of its
+    family (0 for a stem without that vector)."""
     per_family: dict[str, list[float]] = defaultdict(list)
     for point in points:
         family = point.payload["instrument"]
+        if vector_name not in point.vectors:
+            per_family[family].append(0.0)
+            continue
         flt = Filter(
             must=(Match("catalog", CATALOG), Match("kind", "stem")),
             must_not=(Match("sha256", point.payload["sha256"]),),
         )
         hits = store.search(
-            "audio",
-            point.vectors["audio"],
+            vector_name,
+            point.vectors[vector_name],
             embedder_id=embedder.embedder.id,
             filter=flt,
             limit=k,
             exact=True,
         )
         per_family[family].append(precision([h.payload for h in hits], "instrument", family, k))
+    return summarise(per_family)
+
+
+def fused_example_precision(
+    store: VectorStore,
+    embedder: ClapEmbedder,
+    folder: Path,
+    points: Sequence[Point],
+    family_of: dict[str, str],
+    k: int,
+) -> dict[str, Any]:
+    """Each indexed file as a reference clip through the product's search (its audio ranking
+    fused with what names and metadata say it is), itself excluded: precision@k of its family.
+    ``family_of`` maps an item's path to its true family."""
+    per_family: dict[str, list[float]] = defaultdict(list)
+    for point in points:
+        family = family_of[point.payload["path"]]
+        request = SearchRequest(like=folder / point.payload["path"], catalog=CATALOG, kind="stem",
+                                limit=k)  # fmt: skip
+        found = [family_of.get(hit.payload["path"]) for hit in search(store, embedder, request)]
+        per_family[family].append(sum(value == family for value in found) / k)
     return summarise(per_family)
 
 
@@ -318,7 +349,18 @@ def evaluate_retrieval(
                 k=10,
                 restrict=(Match("instrument", "drums"),),
             ),
-            "example_family_p5": example_precision(store, embedder, points, k=5),
+            "example_family_p5": {
+                **example_precision(store, embedder, points, k=5),
+                "timbre_only": example_precision(store, embedder, points, 5, "timbre")["value"],
+                "fused_search": fused_example_precision(
+                    store,
+                    embedder,
+                    catalog,
+                    points,
+                    {p.payload["path"]: p.payload["instrument"] for p in points},
+                    k=5,
+                )["value"],
+            },
             "zero_shot_family_accuracy": zero_shot_accuracy(embedder, points),
             "unrelated_caption_cosine": caption_cosines(embedder, points),
         }
@@ -363,6 +405,8 @@ def notes(measure: dict[str, Any]) -> str:
     if measure.get("per_label"):
         worst = min(measure["per_label"].items(), key=lambda kv: kv[1])
         parts.append(f"weakest {worst[0]} {worst[1]:.2f}")
+    if "timbre_only" in measure:
+        parts.append(f"timbre only {measure['timbre_only']:.3f}")
     if "fused_search" in measure:
         parts.append(f"fused search {measure['fused_search']:.3f}")
     if measure.get("related_pairs_mean") is not None:
@@ -411,15 +455,25 @@ def ranked_precision(
     key: str,
     wanted: str,
     k: int,
+    side: str = "clap",
 ) -> float:
     """Mean precision of ``texts`` over all indexed items; the top ``k`` is cut to the label's
-    item count when it has fewer (so a label of 7 items can score 1.0)."""
+    item count when it has fewer (so a label of 7 items can score 1.0). ``side`` "clap" ranks
+    the audio vectors by the text's CLAP vector, "timbre" the timbre vectors by the prototype
+    of the sound the text names (:func:`rag.search.text_timbre`; none named: precision 0)."""
     cut = min(k, sum(label[key] == wanted for label in labelled.values()))
     must = (Match("catalog", CATALOG), Match("kind", "stem"))
+    if side == "clap":
+        queries = [("audio", v) for v in embedder.embed_text(texts)]
+    else:
+        queries = [("timbre", text_timbre(text)) for text in texts]
     scores = []
-    for vector in embedder.embed_text(texts):
+    for vector_name, vector in queries:
+        if vector is None:
+            scores.append(0.0)
+            continue
         hits = store.search(
-            "audio", vector, embedder_id=embedder.embedder.id, filter=Filter(must=must),
+            vector_name, vector, embedder_id=embedder.embedder.id, filter=Filter(must=must),
             limit=cut, exact=True,
         )  # fmt: skip
         found = [labelled.get(hit.payload["path"], {}).get(key) for hit in hits]
@@ -507,41 +561,61 @@ def evaluate_real(
         family_queries = {family: phrased(FAMILY_WORDS[family]) for family in families}
         type_queries = {kind: phrased(TYPE_WORDS[kind]) for kind in types}
         per_family, fused_family, per_type, fused_type = {}, {}, {}, {}
+        timbre_family, timbre_type = {}, {}
         for family, texts in family_queries.items():
             where = {"key": "family", "wanted": family, "k": 10}
             per_family[family] = ranked_precision(store, embedder, labelled, texts, **where)
             fused_family[family] = fused_ranked_precision(store, embedder, labelled, texts, **where)
+            timbre_family[family] = ranked_precision(
+                store, embedder, labelled, texts, **where, side="timbre"
+            )
         for kind, texts in type_queries.items():
             where = {"key": "one_shot_type", "wanted": kind, "k": 10}
             per_type[kind] = ranked_precision(store, embedder, labelled, texts, **where)
             fused_type[kind] = fused_ranked_precision(store, embedder, labelled, texts, **where)
+            timbre_type[kind] = ranked_precision(
+                store, embedder, labelled, texts, **where, side="timbre"
+            )
         by_example: dict[str, list[float]] = defaultdict(list)
+        by_timbre: dict[str, list[float]] = defaultdict(list)
         for point in points:
             family = labelled[point.payload["path"]]["family"]
             flt = Filter(
                 must=(Match("catalog", CATALOG), Match("kind", "stem")),
                 must_not=(Match("sha256", point.payload["sha256"]),),
             )
-            hits = store.search(
-                "audio", point.vectors["audio"], embedder_id=embedder.embedder.id, filter=flt,
-                limit=5, exact=True,
-            )  # fmt: skip
-            same = [labelled.get(h.payload["path"], {}).get("family") == family for h in hits]
-            by_example[family].append(sum(same) / 5)
+            for name, shares in (("audio", by_example), ("timbre", by_timbre)):
+                if name not in point.vectors:  # no timbre vector: the timbre side finds nothing
+                    shares[family].append(0.0)
+                    continue
+                hits = store.search(
+                    name, point.vectors[name], embedder_id=embedder.embedder.id, filter=flt,
+                    limit=5, exact=True,
+                )  # fmt: skip
+                same = [labelled.get(h.payload["path"], {}).get("family") == family for h in hits]
+                shares[family].append(sum(same) / 5)
+        family_of = {path: label["family"] for path, label in labelled.items()}
+        fused_example = fused_example_precision(store, embedder, folder, points, family_of, k=5)
     finally:
         store.close()
     measures = {
         "text_instrument_p10": {
             "value": float(np.mean(list(per_family.values()))),
             "per_label": per_family,
+            "timbre_only": float(np.mean(list(timbre_family.values()))),
             "fused_search": float(np.mean(list(fused_family.values()))),
         },
         "one_shot_type_p10": {
             "value": float(np.mean(list(per_type.values()))),
             "per_label": per_type,
+            "timbre_only": float(np.mean(list(timbre_type.values()))),
             "fused_search": float(np.mean(list(fused_type.values()))),
         },
-        "example_family_p5": summarise(by_example),
+        "example_family_p5": {
+            **summarise(by_example),
+            "timbre_only": summarise(by_timbre)["value"],
+            "fused_search": fused_example["value"],
+        },
     }
     for name, result in measures.items():
         result["target"] = REAL_TARGETS[name]

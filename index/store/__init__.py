@@ -4,8 +4,9 @@
 * ``ClientStore`` — ``qdrant-client``: a server / cloud / cluster URL, or its local mode
   (``path=`` or ``":memory:"``), which the contract tests use as the server API's stand-in.
 
-Every point has two named cosine vectors, ``audio`` and ``text`` (CLAP embeddings), and a payload
-whose fields are listed in ``shared/DESIGN.md``. A collection records the embedder that made its
+Every point has named cosine vectors — ``audio`` and ``text`` (CLAP embeddings) and, for items
+with audio, ``timbre`` (:mod:`index.timbre`, a fixed descriptor) — and a payload whose fields
+are listed in ``shared/DESIGN.md``. A collection records the embedder that made its
 vectors; a store opened with another embedder, an upsert of points made by another embedder, or a
 query made by another embedder is refused with :class:`EmbedderMismatch`.
 
@@ -23,7 +24,19 @@ from typing import Any, Protocol, Union
 
 import numpy as np
 
-VECTOR_NAMES: tuple[str, ...] = ("audio", "text")
+from index.timbre import TIMBRE_DIM
+
+VECTOR_NAMES: tuple[str, ...] = ("audio", "text", "timbre")
+
+
+def vector_sizes(dim: int) -> dict[str, int]:
+    """Each named vector's length in a store whose CLAP makes ``dim``-d vectors.
+
+    >>> vector_sizes(512)
+    {'audio': 512, 'text': 512, 'timbre': 105}
+    """
+    return {"audio": dim, "text": dim, "timbre": TIMBRE_DIM}
+
 
 # Payload fields that searches filter on, with the index type each gets.
 KEYWORD_FIELDS: tuple[str, ...] = (
@@ -192,8 +205,18 @@ class VectorQuery:
     exact: bool = False
 
 
-# Bumped when the way a store records itself (sidecar / collection metadata) changes.
-STORE_SCHEMA_VERSION = 1
+# Bumped when the way a store records itself (sidecar / collection metadata) or its vectors
+# change. 2: ``timbre`` vectors (index.timbre, TIMBRE_VERSION timbre-v1).
+STORE_SCHEMA_VERSION = 2
+
+
+def check_schema(recorded: object, where: str) -> None:
+    """Refuse a store laid out by other code; the message says what to do."""
+    if recorded != STORE_SCHEMA_VERSION:
+        raise EmbedderMismatch(
+            f"{where} has store schema {recorded}, this code reads {STORE_SCHEMA_VERSION} "
+            "(schema 2 added timbre vectors); re-index into a new store"
+        )
 
 
 def check_embedder(recorded: Embedder, wanted: Embedder, where: str) -> None:
@@ -216,11 +239,12 @@ def check_points(embedder: Embedder, points: Sequence[Point]) -> None:
         unknown = set(p.vectors) - set(VECTOR_NAMES)
         if unknown or not p.vectors:
             raise ValueError(f"point {p.id} has vectors {sorted(p.vectors)}; use {VECTOR_NAMES}")
+        sizes = vector_sizes(embedder.dim)
         for name, vec in p.vectors.items():
-            if np.shape(vec) != (embedder.dim,):
+            if np.shape(vec) != (sizes[name],):
                 raise EmbedderMismatch(
                     f"point {p.id} vector {name!r} has shape {np.shape(vec)}, "
-                    f"the store's embedder {embedder.id!r} makes ({embedder.dim},)"
+                    f"this store's {name!r} vectors are ({sizes[name]},)"
                 )
 
 
@@ -234,8 +258,9 @@ def check_query(
         )
     if vector_name not in VECTOR_NAMES:
         raise ValueError(f"unknown vector {vector_name!r}; use one of {VECTOR_NAMES}")
-    if np.shape(query) != (embedder.dim,):
-        raise EmbedderMismatch(f"query shape {np.shape(query)} != ({embedder.dim},)")
+    size = vector_sizes(embedder.dim)[vector_name]
+    if np.shape(query) != (size,):
+        raise EmbedderMismatch(f"{vector_name} query shape {np.shape(query)} != ({size},)")
     return np.asarray(query, dtype=np.float32).tolist()
 
 

@@ -28,7 +28,6 @@ from index.store import (
     FLOAT_FIELDS,
     KEYWORD_FIELDS,
     STORE_SCHEMA_VERSION,
-    VECTOR_NAMES,
     Condition,
     Embedder,
     EmbedderMismatch,
@@ -45,7 +44,9 @@ from index.store import (
     check_embedder,
     check_points,
     check_query,
+    check_schema,
     unit_floats,
+    vector_sizes,
 )
 
 METADATA_KEY = "audiorag"
@@ -178,10 +179,7 @@ class ClientStore:
         )
         if not record:
             raise EmbedderMismatch(f"{where} records no embedder (not made by audiorag?)")
-        if record.get("schema") != STORE_SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{where} has schema {record.get('schema')}, this code reads {STORE_SCHEMA_VERSION}"
-            )
+        check_schema(record.get("schema"), where)
         check_embedder(Embedder(record["embedder"], record["dim"]), self.embedder, where)
 
     def _ensure_payload_indexes(self) -> None:
@@ -320,9 +318,10 @@ class ClientStore:
 
 
 def create_collection_kwargs(dim: int, layout: ServerCollection | None) -> dict[str, Any]:
-    """The layout of a new collection as ``create_collection`` arguments: two cosine vectors
-    of ``dim``, and from ``layout`` shards, replicas, write consistency, on-disk vectors and
-    int8 scalar quantisation kept in RAM (unset fields: the server's defaults).
+    """The layout of a new collection as ``create_collection`` arguments: the cosine vectors
+    of :func:`index.store.vector_sizes` for a CLAP of ``dim``, and from ``layout`` shards,
+    replicas, write consistency, on-disk vectors and int8 scalar quantisation kept in RAM
+    (unset fields: the server's defaults).
 
     >>> sorted(create_collection_kwargs(4, ServerCollection(shard_number=6)))
     ['shard_number', 'vectors_config']
@@ -331,8 +330,8 @@ def create_collection_kwargs(dim: int, layout: ServerCollection | None) -> dict[
     on_disk = True if layout.on_disk_vectors else None
     kwargs: dict[str, Any] = {
         "vectors_config": {
-            name: models.VectorParams(size=dim, distance=COSINE, on_disk=on_disk)
-            for name in VECTOR_NAMES
+            name: models.VectorParams(size=size, distance=COSINE, on_disk=on_disk)
+            for name, size in vector_sizes(dim).items()
         }
     }
     for name in ("shard_number", "replication_factor", "write_consistency_factor"):

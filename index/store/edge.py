@@ -33,7 +33,6 @@ from index.store import (
     FLOAT_FIELDS,
     KEYWORD_FIELDS,
     STORE_SCHEMA_VERSION,
-    VECTOR_NAMES,
     Condition,
     Embedder,
     EmbedderMismatch,
@@ -47,7 +46,9 @@ from index.store import (
     check_embedder,
     check_points,
     check_query,
+    check_schema,
     unit_floats,
+    vector_sizes,
 )
 
 SIDECAR = "store.json"
@@ -267,17 +268,14 @@ def _check_or_write_sidecar(path: Path, embedder: Embedder) -> None:
         os.replace(tmp, sidecar)  # atomic: a crash leaves either no sidecar or a whole one
         return
     record = json.loads(sidecar.read_text())
-    if record.get("schema") != STORE_SCHEMA_VERSION:
-        raise RuntimeError(
-            f"{sidecar} has schema {record.get('schema')}, this code reads {STORE_SCHEMA_VERSION}"
-        )
+    check_schema(record.get("schema"), f"store {path}")
     check_embedder(Embedder(record["embedder"], record["dim"]), embedder, f"store {path}")
 
 
 def _edge_config(embedder: Embedder, hnsw: HnswParams) -> qe.EdgeConfig:
     vectors = {
-        name: qe.EdgeVectorParams(size=embedder.dim, distance=qe.Distance.Cosine)
-        for name in VECTOR_NAMES
+        name: qe.EdgeVectorParams(size=size, distance=qe.Distance.Cosine)
+        for name, size in vector_sizes(embedder.dim).items()
     }
     return qe.EdgeConfig(
         vectors=vectors,

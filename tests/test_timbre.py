@@ -1,0 +1,162 @@
+"""Timbre descriptors (index.timbre), the fitted timbre model (audiorag.training.fit_timbre) and
+their use: every indexed item gets a ``timbre`` vector, search ranks by it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from index.ingest import Indexer
+from index.manifest import load_manifest
+from index.store import open_store
+from index.timbre import (
+    TIMBRE_DIM,
+    TimbreModel,
+    TimbrePrototypes,
+    TimbreScale,
+    shipped_model,
+    timbre_features,
+    timbre_vector,
+)
+from rag.search import SearchRequest, search
+
+SR = 44100
+
+
+def hit(kind: str, seconds: float = 0.4, seed: int = 0) -> np.ndarray:
+    """A synthetic kick (decaying low sine) or hat (decaying noise)."""
+    t = np.arange(int(seconds * SR)) / SR
+    if kind == "kick":
+        return (np.sin(2 * np.pi * 55 * t) * np.exp(-t * 10)).astype(np.float32)
+    noise = np.random.default_rng(seed).standard_normal(t.size)
+    return (noise * np.exp(-t * 30)).astype(np.float32)
+
+
+def test_features_ignore_loudness_and_tell_a_kick_from_a_hat():
+    kick, hat = timbre_features(hit("kick"), SR), timbre_features(hit("hat"), SR)
+    assert kick.shape == hat.shape == (TIMBRE_DIM,)
+    loud, quiet = timbre_vector(hit("kick"), SR), timbre_vector(0.1 * hit("kick"), SR)
+    assert loud @ quiet / np.linalg.norm(loud) / np.linalg.norm(quiet) > 0.999
+    centroid = 40  # first row after the MFCC means and spreads: log spectral centroid
+    assert hat[centroid] > kick[centroid] + 1.0
+
+
+def test_features_of_silence_and_of_a_few_samples_are_finite():
+    for clip in (np.zeros(SR, np.float32), np.full(10, 0.5, np.float32), np.zeros(0, np.float32)):
+        assert np.isfinite(timbre_features(clip, SR)).all()
+
+
+def test_the_shipped_model_knows_the_sounds_users_type():
+    model = shipped_model()
+    assert {"kick", "snare", "hi-hat", "clap", "tom", "cymbal", "violin", "piano"} <= set(
+        model.prototypes.sounds
+    )
+    assert {"drums", "bass", "keys", "strings", "brass", "woodwind"} <= set(
+        model.prototypes.families
+    )
+    assert {"demo", "oneshots", "samples"} == set(model.fitted_on)  # never the held-out sets
+    vector = timbre_vector(hit("kick"), SR)
+    assert vector.shape == (TIMBRE_DIM,) and vector.dtype == np.float32
+    # a synthetic kick sits nearer the kick prototype than the hi-hat one
+    unit = vector / np.linalg.norm(vector)
+    assert unit @ model.prototypes.sounds["kick"] > unit @ model.prototypes.sounds["hi-hat"]
+
+
+def test_model_file_round_trip_and_refuses_another_version(tmp_path):
+    rng = np.random.default_rng(0)
+    scale = TimbreScale.fit(rng.standard_normal((20, TIMBRE_DIM)))
+    protos = TimbrePrototypes({"drums": np.ones(TIMBRE_DIM)}, {"kick": np.zeros(TIMBRE_DIM)})
+    TimbreModel(scale, protos, ("train",)).save(tmp_path / "timbre.json")
+    loaded = TimbreModel.load(tmp_path / "timbre.json")
+    np.testing.assert_allclose(loaded.scale.mean, scale.mean, atol=1e-5)
+    assert set(loaded.prototypes.sounds) == {"kick"} and loaded.fitted_on == ("train",)
+    record = json.loads((tmp_path / "timbre.json").read_text())
+    (tmp_path / "old.json").write_text(json.dumps({**record, "version": "timbre-v0"}))
+    with pytest.raises(ValueError, match="timbre-v0"):
+        TimbreModel.load(tmp_path / "old.json")
+
+
+def test_fit_on_a_catalog_names_what_it_skips(demo_catalog, tmp_path):
+    from audiorag.training.fit_timbre import fit_timbre_model
+
+    catalog = tmp_path / "catalog"
+    shutil.copytree(demo_catalog, catalog)
+    (catalog / "stems" / "broken.wav").write_bytes(b"RIFF not really")
+    seen: dict[str, str | None] = {}
+    model, count = fit_timbre_model(
+        [catalog], tmp_path / "timbre.json", on_file=lambda p, e: seen.setdefault(p.name, e)
+    )
+    stems = load_manifest(catalog / "licences.jsonl").entries
+    wavs = [p for p in stems if p.endswith(".wav")]
+    assert count == len(wavs)
+    assert seen["broken.wav"] and all(seen[p.rsplit("/", 1)[-1]] is None for p in wavs)
+    families = {stems[p].meta.instrument for p in wavs}
+    # families with at least MIN_EXAMPLES stems get a prototype, of unit length
+    assert set(model.prototypes.families) <= families and "drums" in model.prototypes.families
+    for vector in model.prototypes.families.values():
+        assert np.linalg.norm(vector) == pytest.approx(1.0, abs=1e-5)
+    assert TimbreModel.load(tmp_path / "timbre.json").fitted_on == ("catalog",)
+
+
+def test_indexed_items_get_timbre_vectors_and_a_prompt_finds_an_unnamed_drum_loop(
+    demo_catalog, embedder, tmp_path
+):
+    """Files named by number, no instrument anywhere: the tiny test CLAP hears nothing and no
+    name or caption says "drums"; the drum prototype still ranks the drum loop first."""
+    manifest = load_manifest(demo_catalog / "licences.jsonl").entries
+    stems = sorted(p for p in manifest if p.startswith("stems/"))
+    drums = next(p for p in stems if manifest[p].meta.instrument == "drums")
+    tonal = [p for p in stems if manifest[p].meta.instrument in ("pad", "keys", "bass")][:4]
+    folder = tmp_path / "unnamed"
+    folder.mkdir()
+    rows = []
+    for n, path in enumerate([drums, *tonal]):
+        shutil.copyfile(demo_catalog / path, folder / f"{n:04d}.wav")
+        licence = manifest[path].licence.model_dump()
+        rows.append(json.dumps({"path": f"{n:04d}.wav", "licence": licence}))
+    (folder / "licences.jsonl").write_text("\n".join(rows) + "\n")
+    store = open_store(embedder.embedder, path=tmp_path / "store")
+    try:
+        Indexer(store, embedder, workers=0).run(
+            folder, catalog="mine", manifest=load_manifest(folder / "licences.jsonl")
+        )
+        points = list(store.scroll(with_vectors=True))
+        assert len(points) == 5 and all(p.vectors["timbre"].shape == (TIMBRE_DIM,) for p in points)
+        hits = search(store, embedder, SearchRequest(text="drums", limit=5))
+        assert hits[0].payload["path"] == "0000.wav" and "text→timbre" in hits[0].scores
+        styled = search(store, embedder, SearchRequest(text="techno drums", limit=5))
+        assert not any("text→timbre" in h.scores for h in styled)
+        like = search(store, embedder, SearchRequest(like=folder / "0001.wav", limit=4))
+        assert all("clip→timbre" in h.scores for h in like)
+    finally:
+        store.close()
+
+
+def test_a_clip_too_odd_to_describe_is_still_indexed(tmp_path, embedder, monkeypatch):
+    """A descriptor failure costs the item its timbre vector only, with a note in the report."""
+    import index.prepare
+
+    def broken(samples, sr):
+        raise RuntimeError("descriptor exploded")
+
+    monkeypatch.setattr(index.prepare, "timbre_vector", broken)
+    folder = tmp_path / "cat"
+    folder.mkdir()
+    sf.write(folder / "kick.wav", hit("kick"), SR)
+    licence = {"id": "L", "holder": "me", "allowed_uses": ["search"]}
+    (folder / "licences.jsonl").write_text(json.dumps({"path": "kick.wav", "licence": licence}))
+    store = open_store(embedder.embedder, path=tmp_path / "store")
+    try:
+        report = Indexer(store, embedder, workers=0).run(
+            folder, catalog="c", manifest=load_manifest(folder / "licences.jsonl")
+        )
+        (point,) = store.scroll(with_vectors=True)
+        assert set(point.vectors) == {"audio", "text"}
+        notes = json.dumps(report.to_json())
+        assert "no_timbre" in notes and "descriptor exploded" in notes and "kick.wav" in notes
+    finally:
+        store.close()
