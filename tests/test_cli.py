@@ -49,6 +49,16 @@ def test_catalog_index_search_round_trip(cli_env):
     assert result.exit_code == 2 and "not a key" in result.output
 
 
+def test_a_store_from_an_older_version_is_refused_with_what_to_do(cli_env):
+    runner = CliRunner()
+    assert runner.invoke(app, ["search", "-k", "1"]).exit_code == 0  # creates the store
+    sidecar = get_settings().store_path / "store.json"
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "schema": 1}))
+    result = runner.invoke(app, ["search", "kick"])
+    assert result.exit_code == 2
+    assert "another version of audiorag" in result.output and "index again" in result.output
+
+
 def test_index_without_manifest_explains(cli_env):
     folder = cli_env / "empty-catalog"
     folder.mkdir()

@@ -55,15 +55,20 @@ def components(settings: Settings):
 def open_store_or_exit(settings: Settings, embedder):
     """The configured store, or a clear message and exit code 2 when it cannot be opened."""
     from audiorag.components import load_store
-    from index.store import EmbedderMismatch
+    from index.store import EmbedderMismatch, StaleSchema
     from index.store.edge import StoreInUse
 
     try:
         return load_store(settings, embedder)
     except EmbedderMismatch as err:
+        why = (
+            "This store was built by another version of audiorag"
+            if isinstance(err, StaleSchema)
+            else "The configured CLAP model changed since this store was built"
+        )
         console.print(
-            f"[red]{err}.[/] The configured CLAP model changed since this store was built: "
-            f"delete {settings.store_path} (or set AUDIORAG_COLLECTION) and index again."
+            f"[red]{err}.[/] {why}: delete {settings.store_path} (or set AUDIORAG_COLLECTION) "
+            "and index again."
         )
     except StoreInUse as err:
         console.print(f"[red]{err}")

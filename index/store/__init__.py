@@ -210,10 +210,14 @@ class VectorQuery:
 STORE_SCHEMA_VERSION = 2
 
 
+class StaleSchema(EmbedderMismatch):
+    """A store laid out by other (older or newer) code: its vectors cannot be reused."""
+
+
 def check_schema(recorded: object, where: str) -> None:
     """Refuse a store laid out by other code; the message says what to do."""
     if recorded != STORE_SCHEMA_VERSION:
-        raise EmbedderMismatch(
+        raise StaleSchema(
             f"{where} has store schema {recorded}, this code reads {STORE_SCHEMA_VERSION} "
             "(schema 2 added timbre vectors); re-index into a new store"
         )
