@@ -58,8 +58,8 @@ def timbre_features(samples: np.ndarray, sr: int) -> np.ndarray:
 
     from audio.signal import resample
 
-    y = resample(np.asarray(samples, dtype=np.float32), sr, TIMBRE_SR)
-    y = y[: int(MAX_SECONDS * TIMBRE_SR)]
+    y = np.asarray(samples, dtype=np.float32)[: int(MAX_SECONDS * sr)]  # cut before resampling
+    y = resample(y, sr, TIMBRE_SR)
     seconds = y.size / TIMBRE_SR
     y = np.pad(y, (0, max(0, N_FFT - y.size)))
     peak = float(np.max(np.abs(y)))
