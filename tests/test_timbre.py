@@ -102,6 +102,20 @@ def test_fit_on_a_catalog_names_what_it_skips(demo_catalog, tmp_path):
     assert TimbreModel.load(tmp_path / "timbre.json").fitted_on == ("catalog",)
 
 
+def test_train_timbre_command_writes_a_loadable_model(demo_catalog, tmp_path):
+    from typer.testing import CliRunner
+
+    from audiorag.cli.app import app
+
+    out = tmp_path / "timbre.json"
+    result = CliRunner().invoke(
+        app, ["train", "timbre", "--catalog", str(demo_catalog), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "timbre model fitted on" in result.output
+    assert "drums" in TimbreModel.load(out).prototypes.families
+
+
 def test_indexed_items_get_timbre_vectors_and_a_prompt_finds_an_unnamed_drum_loop(
     demo_catalog, embedder, tmp_path
 ):
