@@ -30,7 +30,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -455,7 +455,7 @@ def ranked_precision(
     key: str,
     wanted: str,
     k: int,
-    side: str = "clap",
+    side: Literal["clap", "timbre"] = "clap",
 ) -> float:
     """Mean precision of ``texts`` over all indexed items; the top ``k`` is cut to the label's
     item count when it has fewer (so a label of 7 items can score 1.0). ``side`` "clap" ranks
