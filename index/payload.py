@@ -167,6 +167,21 @@ def caption_from(fields: Mapping[str, Any]) -> str:
     return text.strip()
 
 
+def caption_says_what_it_is(payload: Mapping[str, Any]) -> bool:
+    """Whether an item's caption says what the sound is — the owner's own caption, or one
+    composed from an instrument, genre, named sound or tags — rather than only what analysis
+    measured ("one-shot", "loop at 120 BPM in A minor"), which is no evidence of what it is.
+
+    >>> caption_says_what_it_is({"caption": "one-shot", "tags": []})
+    False
+    >>> caption_says_what_it_is({"caption": "kick drums one-shot", "instrument": "drums"})
+    True
+    """
+    owner = (payload.get("ground_truth") or {}).get("caption")
+    described = any(payload.get(key) for key in ("instrument", "genre", "named_sound", "tags"))
+    return bool(owner or described)
+
+
 def build_payload(
     item: WorkItem, catalog: str, analysis: dict[str, Any], embedder_id: str, entry_hash: str
 ) -> ItemPayload:

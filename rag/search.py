@@ -31,6 +31,7 @@ from index.analysis import ONE_SHOT_MAX_SECONDS, normalise_key, relative_key
 from index.clap import SAMPLE_RATE as CLAP_SR
 from index.clap import ClapEmbedder
 from index.names import NameLabel, label_words, name_label, names_only_a_sound, words
+from index.payload import caption_says_what_it_is
 from index.prepare import padded_hit
 from index.store import Filter, Hit, Match, MatchAny, Range, VectorStore
 from index.timbre import shipped_model, timbre_vector
@@ -208,6 +209,10 @@ def search(store: VectorStore, embedder: ClapEmbedder, request: SearchRequest) -
         )
         for label, name, vector, extra in queries
     }  # fmt: skip
+    if "text→caption" in rankings:  # a caption of measures alone is no evidence for a prompt
+        rankings["text→caption"] = [
+            hit for hit in rankings["text→caption"] if caption_says_what_it_is(hit.payload)
+        ]
     if "text→name" in rankings:
         rankings["text→name"] = in_model_order(rankings, "text→name")
     if reference is not None:

@@ -142,6 +142,8 @@ def test_indexed_items_get_timbre_vectors_and_a_prompt_finds_an_unnamed_drum_loo
         assert len(points) == 5 and all(p.vectors["timbre"].shape == (TIMBRE_DIM,) for p in points)
         hits = search(store, embedder, SearchRequest(text="drums", limit=5))
         assert hits[0].payload["path"] == "0000.wav" and "text→timbre" in hits[0].scores
+        # captions of measures alone ("loop at 120 BPM in A minor") are no evidence: no ranking
+        assert not any("text→caption" in h.scores for h in hits)
         styled = search(store, embedder, SearchRequest(text="techno drums", limit=5))
         assert not any("text→timbre" in h.scores for h in styled)
         like = search(store, embedder, SearchRequest(like=folder / "0001.wav", limit=4))
