@@ -11,8 +11,9 @@ find the same family more often than the bundled model does on both our held-out
 Every feature is standardised with one fixed mean and spread per feature (:class:`TimbreScale`,
 fitted once on the training catalogs and shipped in ``index/models/timbre.json``), so a vector
 never depends on what else is in the store and cosine similarity weighs the features alike. The
-same file holds :class:`TimbrePrototypes`, the mean vector of each family and named sound of
-the training catalogs, which let a text prompt ("kick") search timbre vectors too.
+same file holds :class:`TimbrePrototypes`, a vector per family and named sound of the training
+catalogs (what tells that sound from the others), which let a text prompt ("kick") search
+timbre vectors too.
 
 We compute the features with librosa instead of adding a feature library: each is one librosa
 call, and their weighting is the only part of our own.
@@ -134,9 +135,11 @@ class TimbreScale:
 
 @dataclass(frozen=True)
 class TimbrePrototypes:
-    """The mean timbre vector (unit length) of each instrument family and each named sound
-    ("kick", "violin") of the training catalogs: what a word sounds like, so a prompt that
-    names a sound can search the timbre vectors of files nobody named or captioned."""
+    """A unit vector per instrument family and per named sound ("kick", "violin") of the
+    training catalogs: what a word sounds like, so a prompt that names a sound can search the
+    timbre vectors of files nobody named or captioned. Each is the label's weight vector in a
+    logistic regression over unit timbre vectors (:mod:`audiorag.training.fit_timbre`), so
+    ranking items by cosine with it ranks them by that label's logit."""
 
     families: dict[str, np.ndarray]
     sounds: dict[str, np.ndarray]

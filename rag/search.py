@@ -235,8 +235,8 @@ def text_timbre(text: str) -> np.ndarray | None:
     """What the sound a prompt names sounds like: the shipped timbre prototype of that sound
     or its family (:class:`index.timbre.TimbrePrototypes`). It finds a kick by its sound in a
     folder where nothing is named or captioned. None when the prompt names nothing known, or
-    asks more than the sound (:func:`index.names.names_only_a_sound`): a prototype is the
-    average of every genre and mood, and ranking by it would bury "techno" under the average.
+    asks more than the sound (:func:`index.names.names_only_a_sound`): a prototype knows
+    nothing of genre or mood, and ranking by it would bury "techno" among all drums.
 
     >>> text_timbre("kick sample").shape, text_timbre("techno drums"), text_timbre("nice")
     ((105,), None, None)

@@ -125,8 +125,13 @@ def test_real_mode_reports_the_three_measures(tmp_path):
     assert measures["one_shot_type_p10"]["timbre_only"] >= 0.5
     # 12 of 18 files are drums: ranking everything returns drums among the top ones at least
     assert measures["example_family_p5"]["per_label"]["drums"] > 0.5
+    # each text measure's timbre-only and fused figures per label, in the JSON and the table
+    for name in ("text_instrument_p10", "one_shot_type_p10"):
+        m = measures[name]
+        assert set(m["timbre_per_label"]) == set(m["fused_per_label"]) == set(m["per_label"])
+        assert m["timbre_only"] == pytest.approx(np.mean(list(m["timbre_per_label"].values())))
     table = real_markdown_table(result)
-    assert "P@10" in table and "hi-hat" in table
+    assert "P@10" in table and "hi-hat" in table and "Per label, timbre only: " in table
 
     # Names hidden: the audio measures cannot change (same audio, same vectors); fused search
     # loses what the names told the captions ("kicks/kick0.wav" → "kick drums one-shot").

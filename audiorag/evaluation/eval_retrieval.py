@@ -603,13 +603,17 @@ def evaluate_real(
             "value": float(np.mean(list(per_family.values()))),
             "per_label": per_family,
             "timbre_only": float(np.mean(list(timbre_family.values()))),
+            "timbre_per_label": timbre_family,
             "fused_search": float(np.mean(list(fused_family.values()))),
+            "fused_per_label": fused_family,
         },
         "one_shot_type_p10": {
             "value": float(np.mean(list(per_type.values()))),
             "per_label": per_type,
             "timbre_only": float(np.mean(list(timbre_type.values()))),
+            "timbre_per_label": timbre_type,
             "fused_search": float(np.mean(list(fused_type.values()))),
+            "fused_per_label": fused_type,
         },
         "example_family_p5": {
             **summarise(by_example),
@@ -647,9 +651,20 @@ def real_markdown_table(result: dict[str, Any]) -> str:
             f"| {REAL_LABELS[name]} | {m['value']:.3f} | ≥ {m['target']} "
             f"| {'yes' if m['passed'] else 'no'} | {notes(m)} |"
         )
-    per = "; ".join(
-        f"{label} {value:.2f}"
-        for name in ("text_instrument_p10", "one_shot_type_p10")
-        for label, value in result["measures"][name]["per_label"].items()
+
+    def per(key: str) -> str:
+        return "; ".join(
+            f"{label} {value:.2f}"
+            for name in ("text_instrument_p10", "one_shot_type_p10")
+            for label, value in result["measures"][name].get(key, {}).items()
+        )
+
+    return "\n".join(lines) + "".join(
+        f"\n\n{title}: {per(key)}"
+        for title, key in (
+            ("Per label", "per_label"),
+            ("Per label, timbre only", "timbre_per_label"),
+            ("Per label, fused search", "fused_per_label"),
+        )
+        if per(key)
     )
-    return "\n".join(lines) + f"\n\nPer label: {per}"
