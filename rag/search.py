@@ -42,9 +42,16 @@ RRF_K = 60  # the usual constant: damps the weight of the very top ranks
 # model rankings put first together (2/61): a file named "kick" answers "kick" before the
 # model's guesses, and the model rankings order the named files among themselves.
 NAME_WEIGHT = 3.0
-# A prompt's two CLAP rankings (audio and caption vectors) and its one timbre ranking count as
-# two equal sides: the timbre ranking weighs 2. (A reference clip has one ranking of each.)
+# The timbre ranking of a prompt that names only a sound weighs 2 (as much as the prompt's two
+# CLAP rankings) where files are named (or catalogued) as asked, and the names' 3 where none is:
+# then how a file sounds is the best evidence left. Chosen on a development split (real sample
+# packs, timbre model fitted without them: bench/fusion_weights_dev.py, docs/design-notes.md):
+# names hidden, weight 1/2/3/4 gave fused family P@10 0.33/0.36/0.38/0.38 and one-shot type
+# 0.34/0.51/0.57/0.61; named, family fell from 0.91 at 2 to 0.90 at 3 and 0.86 at 4 as timbre
+# guesses began to outrank files named as asked. A reference clip's timbre ranking stays 1
+# (2 moved its P@5 by under 0.01).
 TEXT_TIMBRE_WEIGHT = 2.0
+TEXT_TIMBRE_WEIGHT_UNNAMED = NAME_WEIGHT
 RANKING_WEIGHTS: dict[str, float] = {
     "text→name": NAME_WEIGHT,
     "clip→name": NAME_WEIGHT,
@@ -304,11 +311,10 @@ def same_sound_first(hits: list[Hit], label: NameLabel) -> list[Hit]:
 
 
 def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
-    """Reciprocal-rank fusion of several rankings of the same collection, each weighted by
-    :data:`RANKING_WEIGHTS` (1 unless listed); scores are scaled so 1.0 means first everywhere."""
+    """Reciprocal-rank fusion of several rankings of the same collection, each weighted as
+    :func:`ranking_weights` says; scores are scaled so 1.0 means first everywhere."""
     fused: dict[str, SearchHit] = {}
-    # an empty ranking (no file named as asked) must not lower everyone's score
-    weights = {label: RANKING_WEIGHTS.get(label, 1.0) for label, hits in rankings.items() if hits}
+    weights = ranking_weights(rankings)
     best = sum(weights.values()) / (RRF_K + 1)
     for label, hits in rankings.items():
         for rank, hit in enumerate(hits, start=1):
@@ -317,6 +323,23 @@ def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
             entry.scores[label] = round(hit.score, 4)
     ordered = sorted(fused.values(), key=lambda h: (-h.score, h.id))
     return ordered[:limit]
+
+
+def ranking_weights(rankings: dict[str, list[Hit]]) -> dict[str, float]:
+    """Each non-empty ranking's weight: :data:`RANKING_WEIGHTS`, 1 unless listed, and a prompt's
+    timbre ranking at :data:`TEXT_TIMBRE_WEIGHT_UNNAMED` when no file is named as asked. An
+    empty ranking (no file named as asked) gets none, so it cannot lower everyone's score.
+
+    >>> hit = [Hit("a", 0.5, {})]
+    >>> ranking_weights({"text→audio": hit, "text→timbre": hit, "text→name": hit})
+    {'text→audio': 1.0, 'text→timbre': 2.0, 'text→name': 3.0}
+    >>> ranking_weights({"text→audio": hit, "text→timbre": hit, "text→name": []})
+    {'text→audio': 1.0, 'text→timbre': 3.0}
+    """
+    weights = {label: RANKING_WEIGHTS.get(label, 1.0) for label, hits in rankings.items() if hits}
+    if "text→timbre" in weights and "text→name" not in weights:
+        weights["text→timbre"] = TEXT_TIMBRE_WEIGHT_UNNAMED
+    return weights
 
 
 def embed_reference(embedder: ClapEmbedder, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
