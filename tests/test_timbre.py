@@ -102,6 +102,22 @@ def test_fit_on_a_catalog_names_what_it_skips(demo_catalog, tmp_path):
     assert TimbreModel.load(tmp_path / "timbre.json").fitted_on == ("catalog",)
 
 
+def test_a_failing_recording_chain_leaves_the_file_as_it_is(demo_catalog, tmp_path, monkeypatch):
+    from audiorag.training import fit_timbre
+
+    def broken_chain(clip, sr, rng):
+        raise RuntimeError("codec refused the clip")
+
+    monkeypatch.setattr(fit_timbre, "recording_chain", broken_chain)
+    skipped: list[str] = []
+    model, count = fit_timbre.fit_timbre_model(
+        [demo_catalog], tmp_path / "timbre.json", on_file=lambda p, e: e and skipped.append(e)
+    )
+    stems = load_manifest(demo_catalog / "licences.jsonl").entries
+    assert count == sum(p.endswith(".wav") for p in stems) and not skipped
+    assert "drums" in model.prototypes.families
+
+
 def test_train_timbre_command_writes_a_loadable_model(demo_catalog, tmp_path):
     from typer.testing import CliRunner
 

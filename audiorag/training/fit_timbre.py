@@ -108,6 +108,25 @@ def prototypes(
     }
 
 
+def recorded_views_of(
+    clip: np.ndarray, sr: int, count: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Timbre features of ``count`` random recording chains of ``clip``. A chain that fails
+    (a codec refusing a 20 ms clip) is left out: the file still counts as it is.
+
+    >>> clip = np.sin(np.linspace(0, 3000, 22050)).astype(np.float32)
+    >>> len(recorded_views_of(clip, 22050, 2, np.random.default_rng(0)))
+    2
+    """
+    views = []
+    for _ in range(count):
+        try:
+            views.append(timbre_features(recording_chain(clip, sr, rng), sr))
+        except Exception:  # an augmentation is optional; the file itself is not lost
+            continue
+    return views
+
+
 def fit_timbre_model(
     catalogs: Sequence[Path],
     out: Path,
@@ -129,17 +148,16 @@ def fit_timbre_model(
     for catalog, path in audio_files(catalogs):
         try:
             audio = decode_audio(path)
-            clip = audio.mono()
-            views = [clip] + [recording_chain(clip, audio.sr, rng) for _ in range(recorded_views)]
-            described = [timbre_features(view, audio.sr) for view in views]
+            described = [timbre_features(audio.mono(), audio.sr)]
         except ValueError as err:  # undecodable, empty, too long: skipped, named
             on_file(path, str(err))
             continue
+        described += recorded_views_of(audio.mono(), audio.sr, recorded_views, rng)
         family, sound = file_labels(catalog, path, families[catalog])
         rows += described
-        family_of += [family] * len(views)
-        sound_of += [sound] * len(views)
-        file_of += [file_of[-1] + 1 if file_of else 0] * len(views)
+        family_of += [family] * len(described)
+        sound_of += [sound] * len(described)
+        file_of += [file_of[-1] + 1 if file_of else 0] * len(described)
         on_file(path, None)
     if not rows:
         raise ValueError(f"no decodable audio under {', '.join(map(str, catalogs))}")
