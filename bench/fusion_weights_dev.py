@@ -109,8 +109,10 @@ def main() -> None:
                 args.workdir / "real", embedder, workdir=work, hide_names=hide_names
             )
             figures += [f"{result['measures'][name]['fused_search']:.3f}" for name in measures]
+        named, unnamed = shipped[0]["text→timbre"], shipped[1]
         chosen = (
-            "2 named / 3 unnamed (shipped) | 1"
+            f"{named:g} named / {unnamed:g} unnamed (shipped) | "
+            f"{shipped[0].get('clip→timbre', 1.0):g}"
             if weights is None
             else "{:g} | {:g}".format(*weights)
         )
