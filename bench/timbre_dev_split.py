@@ -23,44 +23,31 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from audio.decode import decode_audio  # noqa: E402
-from audiorag.democatalog.augment import recording_chain  # noqa: E402
 from audiorag.training import fit_timbre  # noqa: E402
-from index.manifest import find_manifest, load_manifest  # noqa: E402
-from index.timbre import TimbreScale, timbre_features  # noqa: E402
+from index.timbre import TimbreScale  # noqa: E402
 
 TYPES = ("kick", "snare", "hi-hat", "clap", "tom", "cymbal")
 
 
-def describe(catalogs: list[Path], views: int, seed: int = 0) -> dict[str, np.ndarray]:
+def describe(catalogs: list[Path], views: int) -> dict[str, np.ndarray]:
     """Raw features of every file (view 0 as it is, then recording-chain views) and labels."""
-    rng = np.random.default_rng(seed)
-    rows, family, sound, view, file = [], [], [], [], []
     files = fit_timbre.audio_files(catalogs)
-    for n, (catalog, path) in enumerate(files):
-        manifest = find_manifest(catalog)
-        entries = load_manifest(manifest).entries if manifest else {}
-        instruments = {p: e.meta.instrument for p, e in entries.items() if e.meta.instrument}
-        try:
-            audio = decode_audio(path)
-        except ValueError as err:
-            print(f"skipped {path}: {err}", file=sys.stderr)
-            continue
-        clip = audio.mono()
-        labels = fit_timbre.file_labels(catalog, path, instruments)
-        for v in range(views):
-            y = clip if v == 0 else recording_chain(clip, audio.sr, rng)
-            rows.append(timbre_features(y, audio.sr))
-            family.append(labels[0] or "")
-            sound.append(labels[1] or "")
-            view.append(v)
-            file.append(n)
-        if n % 100 == 0:
-            print(f"described {n}/{len(files)}", file=sys.stderr, flush=True)
+
+    def progress(path: Path, error: str | None) -> None:
+        if error:
+            print(f"skipped {path}: {error}", file=sys.stderr)
+
+    print(f"describing {len(files)} files", file=sys.stderr, flush=True)
+    found = fit_timbre.describe_files(catalogs, recorded_views=views - 1, on_file=progress)
+    file = np.array(found.file)
+    starts = np.flatnonzero(found.as_is())
     return {
-        "x": np.stack(rows), "family": np.array(family), "sound": np.array(sound),
-        "view": np.array(view), "file": np.array(file),
-    }  # fmt: skip
+        "x": found.features,
+        "family": np.array([f or "" for f in found.family]),
+        "sound": np.array([s or "" for s in found.sound]),
+        "view": np.arange(file.size) - starts[file],
+        "file": file,
+    }
 
 
 def unit(v: np.ndarray) -> np.ndarray:

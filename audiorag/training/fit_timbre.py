@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -127,17 +128,31 @@ def recorded_views_of(
     return views
 
 
-def fit_timbre_model(
+@dataclass(frozen=True)
+class DescribedFiles:
+    """Raw timbre features of training files, a row per view (each file's first row is the file
+    as it is), with each row's family, sound and file number."""
+
+    features: np.ndarray
+    family: list[str | None]
+    sound: list[str | None]
+    file: list[int]
+
+    def as_is(self) -> np.ndarray:
+        """Which rows are the files as they are (not recording-chain views)."""
+        return np.r_[True, np.diff(self.file) != 0]
+
+
+def describe_files(
     catalogs: Sequence[Path],
-    out: Path,
     *,
     recorded_views: int = RECORDED_VIEWS,
     seed: int = 0,
     on_file: Callable[[Path, str | None], None] = lambda path, error: None,
-) -> tuple[TimbreModel, int]:
-    """Describe every audio file of ``catalogs``, fit the scale and prototypes and save them to
-    ``out``; returns the model and how many files it was fitted on. ``on_file(path, error)`` is
-    called after each file (error: why it was skipped, else None), for progress."""
+) -> DescribedFiles:
+    """Describe every audio file of ``catalogs``, as it is and through ``recorded_views``
+    recording chains. ``on_file(path, error)`` is called after each file (error: why it was
+    skipped, else None), for progress."""
     families: dict[Path, dict[str, str]] = {}
     for catalog in map(Path, catalogs):
         manifest = find_manifest(catalog)
@@ -161,10 +176,24 @@ def fit_timbre_model(
         on_file(path, None)
     if not rows:
         raise ValueError(f"no decodable audio under {', '.join(map(str, catalogs))}")
-    features = np.stack(rows)
-    as_is = np.r_[True, np.diff(file_of) != 0]  # each file's first row: the file as it is
-    scale = TimbreScale.fit(features[as_is])
-    vectors = scale.apply(features)
+    return DescribedFiles(np.stack(rows), family_of, sound_of, file_of)
+
+
+def fit_timbre_model(
+    catalogs: Sequence[Path],
+    out: Path,
+    *,
+    recorded_views: int = RECORDED_VIEWS,
+    seed: int = 0,
+    on_file: Callable[[Path, str | None], None] = lambda path, error: None,
+) -> tuple[TimbreModel, int]:
+    """Describe every audio file of ``catalogs`` (:func:`describe_files`), fit the scale and
+    prototypes and save them to ``out``; returns the model and how many files it was fitted on."""
+    described = describe_files(catalogs, recorded_views=recorded_views, seed=seed, on_file=on_file)
+    as_is = described.as_is()
+    scale = TimbreScale.fit(described.features[as_is])
+    vectors = scale.apply(described.features)
+    family_of, sound_of, file_of = described.family, described.sound, described.file
     model = TimbreModel(
         scale,
         TimbrePrototypes(
