@@ -659,12 +659,12 @@ def real_markdown_table(result: dict[str, Any]) -> str:
             for label, value in result["measures"][name].get(key, {}).items()
         )
 
-    return "\n".join(lines) + "".join(
-        f"\n\n{title}: {per(key)}"
+    breakdowns = {
+        title: per(key)
         for title, key in (
             ("Per label", "per_label"),
             ("Per label, timbre only", "timbre_per_label"),
             ("Per label, fused search", "fused_per_label"),
         )
-        if per(key)
-    )
+    }
+    return "\n".join(lines) + "".join(f"\n\n{t}: {b}" for t, b in breakdowns.items() if b)

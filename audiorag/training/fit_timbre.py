@@ -193,11 +193,11 @@ def fit_timbre_model(
     as_is = described.as_is()
     scale = TimbreScale.fit(described.features[as_is])
     vectors = scale.apply(described.features)
-    family_of, sound_of, file_of = described.family, described.sound, described.file
     model = TimbreModel(
         scale,
         TimbrePrototypes(
-            prototypes(vectors, family_of, file_of), prototypes(vectors, sound_of, file_of)
+            prototypes(vectors, described.family, described.file),
+            prototypes(vectors, described.sound, described.file),
         ),
         tuple(Path(c).name for c in catalogs),
     )
