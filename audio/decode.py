@@ -19,6 +19,7 @@ MIDI_EXTENSIONS: frozenset[str] = frozenset({".mid", ".midi"})
 
 # Peak below this is treated as digital silence: nothing to analyse or embed.
 SILENCE_DBFS = -80.0
+MP3_LENGTH_SLACK = 2 * 1152  # frames; see length_slack
 
 
 class UnusableFile(ValueError):
@@ -106,7 +107,7 @@ def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
     except RuntimeError as err:  # soundfile raises plain RuntimeError for some header errors
         raise UnusableFile(f"not decodable audio ({_short(err)})") from err
-    if declared > 0 and data.shape[0] < declared:
+    if declared > 0 and data.shape[0] < declared - length_slack(container):
         raise UnusableFile(
             f"truncated: header says {declared} frames, file holds {data.shape[0]}", "truncated"
         )
@@ -126,6 +127,17 @@ def decode_audio(path: Path, limits: Limits = Limits()) -> Audio:
     if peak <= 10 ** (SILENCE_DBFS / 20):
         raise UnusableFile(f"silent: peak below {SILENCE_DBFS:.0f} dBFS", "silent")
     return Audio(np.ascontiguousarray(data.T), sr, container)
+
+
+def length_slack(container: str) -> int:
+    """Frames a complete file of this container may decode short of its declared length.
+
+    An MP3 without a Xing/LAME header (common from CBR encoders) declares a length estimated
+    from its bitrate; the decoder then returns up to about two MPEG frames (decoder delay and
+    padding, 2 x 1152 samples) less. That is no truncation: every such file would be refused.
+    A cut MP3 with the header falls short by far more and is still refused.
+    """
+    return MP3_LENGTH_SLACK if container == "MP3" else 0
 
 
 def check_wav_complete(path: Path) -> None:

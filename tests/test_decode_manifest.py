@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,3 +111,16 @@ def test_manifest_csv(tmp_path):
     assert entry.licence.allowed_uses == ["commercial", "search"]
     assert entry.meta.bpm == 128 and entry.meta.tags == ["groovy", "dark"]
     assert len(manifest.errors) == 1 and "line 3" in manifest.errors[0]
+
+
+def test_mp3_without_length_header_decodes_and_a_cut_mp3_does_not(tmp_path, tone):
+    # sine_no_xing_header.mp3: `ffmpeg -f lavfi -i sine=f=330:d=0.5 -ac 1 -b:a 32k -write_xing 0`.
+    # Its header declares 24801 frames from the bitrate; the decoder returns 24192. Real CBR
+    # libraries (e.g. the tonejs-instruments samples) all look like this.
+    audio = decode_audio(Path(__file__).parent / "fixtures" / "sine_no_xing_header.mp3")
+    assert audio.container == "MP3" and audio.duration_s == pytest.approx(0.55, abs=0.02)
+    sf.write(tmp_path / "whole.mp3", tone, SR)
+    data = (tmp_path / "whole.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnusableFile, match="truncated"):
+        decode_audio(tmp_path / "cut.mp3")
