@@ -14,6 +14,7 @@ from index.ingest import Indexer
 from index.manifest import load_manifest
 from index.store import open_store
 from index.timbre import (
+    MODEL_FILE,
     TIMBRE_DIM,
     TimbreModel,
     TimbrePrototypes,
@@ -129,7 +130,19 @@ def test_train_timbre_command_writes_a_loadable_model(demo_catalog, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "timbre model fitted on" in result.output
-    assert "drums" in TimbreModel.load(out).prototypes.families
+    fitted = TimbreModel.load(out)
+    assert "drums" in fitted.prototypes.families
+    shipped = TimbreModel.load()  # --scale-from keeps a scale: stored vectors stay valid
+    kept = tmp_path / "kept.json"
+    result = CliRunner().invoke(
+        app, ["train", "timbre", "--catalog", str(demo_catalog), "--out", str(kept),
+              "--scale-from", str(MODEL_FILE)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    refit = TimbreModel.load(kept)
+    np.testing.assert_allclose(refit.scale.mean, shipped.scale.mean)
+    assert not np.allclose(fitted.scale.mean, shipped.scale.mean)
+    assert set(refit.prototypes.families) == set(fitted.prototypes.families)
 
 
 def test_indexed_items_get_timbre_vectors_and_a_prompt_finds_an_unnamed_drum_loop(

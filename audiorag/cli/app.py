@@ -122,6 +122,50 @@ def catalog_sample_packs(
     )
 
 
+@catalog_app.command("instrument-samples")
+def catalog_instrument_samples(
+    out: Annotated[Path, typer.Option(help="Folder to write the training catalog into.")],
+    cache: Annotated[
+        Path, typer.Option(file_okay=False, help="Where the npm packages are packed and unpacked.")
+    ] = Path("/tmp/audiorag-npm-samples"),
+    exclude: Annotated[
+        list[Path] | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Held-out folder: files equal to any of its files are left out. Repeatable.",
+        ),
+    ] = None,
+    instrument: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these instruments (e.g. cello, 'french horn'). Repeatable."),
+    ] = None,
+) -> None:
+    """Label the real instrument notes of the tonejs-instruments npm packages (20 instruments,
+    CC-BY 3.0) by GM program and write them as a training catalog (needs npm)."""
+    from audiorag.democatalog.instrument_samples import (
+        INSTRUMENTS,
+        build_instrument_sample_catalog,
+    )
+
+    known = {i.sound: i for i in INSTRUMENTS}
+    unknown = sorted(set(instrument or ()) - set(known))
+    if unknown:
+        console.print(f"[red]unknown instrument {', '.join(unknown)}; use {', '.join(known)}")
+        raise typer.Exit(2)
+    chosen = [known[name] for name in instrument] if instrument else INSTRUMENTS
+    with console.status("fetching and labelling instrument samples"):
+        summary = build_instrument_sample_catalog(
+            out, cache=cache, exclude=exclude or [], instruments=chosen
+        )
+    console.print(
+        f"[green]wrote {summary['items']} notes to {out}; left out "
+        f"{len(summary['unnamed_skipped'])} without a note name, "
+        f"{len(summary['undecodable_skipped'])} undecodable, "
+        f"{summary['held_out_duplicates_skipped']} held-out duplicates"
+    )
+
+
 # --- index --------------------------------------------------------------------------------------
 
 

@@ -104,12 +104,22 @@ def train_timbre_command(
     out: Annotated[Path, typer.Option(help="Timbre model file to write.")] = Path(
         "index/models/timbre.json"
     ),
+    scale_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Keep this timbre model's scale and fit only the prototypes: vectors already "
+            "stored stay valid.",
+        ),
+    ] = None,
 ) -> None:
     """Fit the timbre model — the descriptors' per-feature scale and each family's and named
     sound's prototype — on training catalogs (never a held-out set)."""
     from rich.progress import Progress
 
     from audiorag.training.fit_timbre import audio_files, fit_timbre_model
+    from index.timbre import TimbreModel
 
     with Progress(console=console) as bar:
         task = bar.add_task("describing audio", total=len(audio_files(catalog)))
@@ -119,7 +129,8 @@ def train_timbre_command(
                 console.print(f"[yellow]skipped {path}: {error}")
             bar.advance(task)
 
-        model, count = fit_timbre_model(catalog, out, on_file=on_file)
+        scale = TimbreModel.load(scale_from).scale if scale_from else None
+        model, count = fit_timbre_model(catalog, out, scale=scale, on_file=on_file)
     console.print(
         f"[green]timbre model fitted on {count} files: {len(model.prototypes.families)} "
         f"family and {len(model.prototypes.sounds)} sound prototypes in {out}"

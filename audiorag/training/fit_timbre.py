@@ -185,13 +185,15 @@ def fit_timbre_model(
     *,
     recorded_views: int = RECORDED_VIEWS,
     seed: int = 0,
+    scale: TimbreScale | None = None,
     on_file: Callable[[Path, str | None], None] = lambda path, error: None,
 ) -> tuple[TimbreModel, int]:
-    """Describe every audio file of ``catalogs`` (:func:`describe_files`), fit the scale and
-    prototypes and save them to ``out``; returns the model and how many files it was fitted on."""
+    """Describe every audio file of ``catalogs`` (:func:`describe_files`), fit the scale (unless
+    one is given: a fixed scale keeps every stored timbre vector valid) and the prototypes, and
+    save them to ``out``; returns the model and how many files it was fitted on."""
     described = describe_files(catalogs, recorded_views=recorded_views, seed=seed, on_file=on_file)
     as_is = described.as_is()
-    scale = TimbreScale.fit(described.features[as_is])
+    scale = scale or TimbreScale.fit(described.features[as_is])
     vectors = scale.apply(described.features)
     model = TimbreModel(
         scale,
