@@ -59,7 +59,7 @@ def test_the_shipped_model_knows_the_sounds_users_type():
     assert {"drums", "bass", "keys", "strings", "brass", "woodwind"} <= set(
         model.prototypes.families
     )
-    assert {"demo", "oneshots", "samples"} == set(model.fitted_on)  # never the held-out sets
+    assert {"demo", "oneshots", "samples", "instruments"} == set(model.fitted_on)  # no held-out set
     vector = timbre_vector(hit("kick"), SR)
     assert vector.shape == (TIMBRE_DIM,) and vector.dtype == np.float32
     # a synthetic kick sits nearer the kick prototype than the hi-hat one
