@@ -19,7 +19,6 @@ that do not decode are left out and counted in ``catalog.json``.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
@@ -32,6 +31,7 @@ from typing import Any
 
 from audio.decode import UnusableFile, decode_audio, file_sha256
 from audiorag.democatalog.gm_names import program_family
+from audiorag.democatalog.training_catalog import held_out_hashes, write_training_catalog
 
 LICENCE = (
     "CC-BY 3.0, tonejs-instruments samples (github.com/nbrosowsky/tonejs-instruments; npm "
@@ -127,10 +127,7 @@ def build_instrument_sample_catalog(
     """Write every note of ``instruments`` as a training catalog into ``out``; returns what
     ``catalog.json`` records."""
     out = Path(out)
-    held_out = {
-        file_sha256(path) for folder in exclude for path in Path(folder).rglob("*")
-        if path.is_file()
-    }  # fmt: skip
+    held_out = held_out_hashes(exclude)
     rows, unnamed, duplicates, undecodable, unfetched = [], [], 0, [], []
     for instrument in instruments:
         try:
@@ -161,9 +158,6 @@ def build_instrument_sample_catalog(
                 "allowed_uses": ["search", "generation-seed"], "attribution": LICENCE,
             }  # fmt: skip
             rows.append({"path": target, "licence": licence, "meta": item_meta(instrument, pitch)})
-    with (out / "licences.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
-        for row in rows:
-            manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
     description = {
         "generator": "audiorag.democatalog.instrument_samples",
         "licence": LICENCE,
@@ -176,5 +170,4 @@ def build_instrument_sample_catalog(
         "counts": dict(sorted(Counter(r["meta"]["instrument"] for r in rows).items())),
         "sounds": dict(sorted(Counter(r["meta"]["sound"] for r in rows).items())),
     }
-    (out / "catalog.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    return description
+    return write_training_catalog(out, rows, description)

@@ -23,7 +23,6 @@ not decode, and records both in ``catalog.json``.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from collections import Counter
@@ -33,6 +32,7 @@ from typing import Any
 
 from audio.decode import UnusableFile, decode_audio, file_sha256
 from audiorag.democatalog.debian import unpacked
+from audiorag.democatalog.training_catalog import held_out_hashes, write_training_catalog
 from index.names import NameLabel
 
 PACKAGES: dict[str, str] = {
@@ -124,10 +124,7 @@ def build_sample_pack_catalog(
     """Write the labelled samples of :data:`PACKAGES` as a training catalog into ``out``;
     returns what ``catalog.json`` records."""
     out = Path(out)
-    held_out = {
-        file_sha256(path) for folder in exclude for path in Path(folder).rglob("*")
-        if path.suffix.lower() in AUDIO_SUFFIXES
-    }  # fmt: skip
+    held_out = held_out_hashes(exclude)
     rows, unlabelled, duplicates, undecodable = [], 0, 0, []
     for package, root in fetch(Path(debs)).items():
         for path in sorted(root.rglob("*")):
@@ -153,9 +150,6 @@ def build_sample_pack_catalog(
                 "allowed_uses": ["search", "generation-seed"], "attribution": LICENCES[package],
             }  # fmt: skip
             rows.append({"path": target, "licence": licence, "meta": item_meta(label, package)})
-    with (out / "licences.jsonl").open("w", encoding="utf-8", newline="\n") as manifest:
-        for row in rows:
-            manifest.write(json.dumps(row, ensure_ascii=False) + "\n")
     description = {
         "generator": "audiorag.democatalog.sample_packs",
         "packages": {package: LICENCES[package] for package in PACKAGES},
@@ -166,5 +160,4 @@ def build_sample_pack_catalog(
         "counts": dict(sorted(Counter(r["meta"]["instrument"] for r in rows).items())),
         "sounds": dict(sorted(Counter(r["meta"]["sound"] for r in rows).items())),
     }
-    (out / "catalog.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
-    return description
+    return write_training_catalog(out, rows, description)
