@@ -44,9 +44,11 @@ def test_instrument_names_give_one_shot_types(build_module):
     }  # fmt: skip
 
 
-def gus_patch(samples: list[np.ndarray], rate: int = 22050) -> bytes:
+def gus_patch(
+    samples: list[np.ndarray], rate: int = 22050, loop: tuple[int, int] | None = None
+) -> bytes:
     """A GUS patch as the format documents it: file, instrument, layer headers, then each
-    16-bit signed sample's 96-byte header and data."""
+    16-bit signed sample's 96-byte header and data (looped over ``loop`` frames if given)."""
     header = b"GF1PATCH110\0ID#000002\0".ljust(129, b"\0")
     instrument = bytes(63)
     layer = bytearray(47)
@@ -58,6 +60,9 @@ def gus_patch(samples: list[np.ndarray], rate: int = 22050) -> bytes:
         struct.pack_into("<I", head, 8, len(data))
         struct.pack_into("<H", head, 20, rate)
         head[55] = 1  # 16-bit, signed
+        if loop is not None:
+            struct.pack_into("<II", head, 12, loop[0] * 2, loop[1] * 2)  # bytes
+            head[55] |= 4
         body += bytes(head) + data
     return header + instrument + bytes(layer) + body
 
@@ -67,12 +72,29 @@ def test_gus_patches_are_read(build_module, tmp_path):
     path = tmp_path / "040_Violin.pat"
     path.write_bytes(gus_patch([first, second], rate=22050))
     samples = build_module.gus_samples(path)
-    assert [(pcm.size, rate) for pcm, rate in samples] == [(100, 22050), (50, 22050)]
+    assert [(s.pcm.size, s.loop) for s in samples] == [(100, None), (50, None)]
+    assert {s.rate for s in samples} == {22050}
     assert np.allclose(samples[0][0], first, atol=1e-4)
     assert np.allclose(samples[1][0], 0.25, atol=1e-4)
     (tmp_path / "bad.pat").write_bytes(b"RIFF")
     with pytest.raises(ValueError, match="GUS"):
         build_module.gus_samples(tmp_path / "bad.pat")
+
+
+def test_looped_gus_samples_play_as_held_notes(build_module, tmp_path):
+    # A looped patch sample is attack + one cycle; played, the cycle repeats to the hold time.
+    attack, cycle = np.linspace(0, 0.5, 200), 0.4 * np.sin(np.arange(100) * 2 * np.pi / 100)
+    path = tmp_path / "073_Flute.pat"
+    path.write_bytes(gus_patch([np.concatenate([attack, cycle])], rate=8000, loop=(200, 300)))
+    (sample,) = build_module.gus_samples(path)
+    assert sample.loop == (200, 300) and not sample.pingpong
+    note = build_module.played_note(sample, hold=1.0)
+    assert note.size == round((1.0 + build_module.NOTE_RELEASE) * 8000)
+    assert np.allclose(note[:300], sample.pcm, atol=1e-4)
+    assert np.allclose(note[300:400], note[400:500])  # the loop repeats
+    assert abs(note[-1]) < 1e-3 and np.abs(note[4000:4100]).max() > 0.3  # held, then released
+    unlooped = build_module.GusSample(sample.pcm, 8000)
+    assert np.array_equal(build_module.played_note(unlooped), sample.pcm)
 
 
 def write_real_set(folder: Path) -> None:

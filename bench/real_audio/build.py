@@ -12,7 +12,8 @@ with ``dpkg -x``; nothing is installed):
   kick, snare and hi-hat samples (a real recorded kit, as the issue's loops were).
 * ``freepats`` (20060219-4, GPL-2+ with a composition exception): real sampled instruments as
   GUS patches. From every melodic patch, up to three of its samples (low, middle, high: the
-  PCM after the documented header) as single notes (≤ 3 s); from the percussion patches,
+  PCM after the documented header) played as a sampler plays a held note (attack, sustain
+  loop repeated to 1.5 s, 0.3 s release: ``played_note``), ≤ 3 s; from the percussion patches,
   every GM drum sound.
 
 Writes to ``--out``: the audio (``hydrogen/…``, ``loops/…``, ``freepats/…``), ``labels.csv``
@@ -32,6 +33,7 @@ import struct
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -45,6 +47,8 @@ from audiorag.democatalog.gm_names import drum_type, program_family
 PACKAGES = ("hydrogen-drumkits", "freepats")
 SR = 44100
 MAX_SECONDS = 3.0
+NOTE_HOLD = 1.5  # seconds a looped note is held before its release
+NOTE_RELEASE = 0.3
 
 # Instrument-name words → one-shot type, in priority order ("Snare Rimshot" is a snare).
 TYPE_PATTERNS: tuple[tuple[str, str], ...] = (
@@ -164,29 +168,61 @@ def hydrogen_items(root: Path, out: Path, per_type: int) -> list[dict[str, str]]
     return rows
 
 
-def gus_samples(path: Path) -> list[tuple[np.ndarray, int]]:
-    """The PCM samples of a GUS patch (.pat): a 129-byte file header, a 63-byte instrument
-    header, a 47-byte layer header, then per sample a 96-byte header (data size at +8, sample
-    rate at +20, modes at +55: bit 0 16-bit, bit 1 unsigned) and its data."""
+class GusSample(NamedTuple):
+    """One sample of a GUS patch: its PCM, rate and sustain loop (frames; None if unlooped)."""
+
+    pcm: np.ndarray
+    rate: int
+    loop: tuple[int, int] | None = None
+    pingpong: bool = False
+
+
+def gus_samples(path: Path) -> list[GusSample]:
+    """The samples of a GUS patch (.pat): a 129-byte file header, a 63-byte instrument header,
+    a 47-byte layer header, then per sample a 96-byte header (data size at +8, loop start and
+    end in bytes at +12 and +16, sample rate at +20, modes at +55: bit 0 16-bit, bit 1
+    unsigned, bit 2 looped, bit 3 ping-pong) and its data."""
     data = path.read_bytes()
     if not data.startswith(b"GF1PATCH"):
         raise ValueError(f"{path}: not a GUS patch")
     count = data[129 + 63 + 6]  # samples in the first layer
     offset, samples = 129 + 63 + 47, []
     for _ in range(count):
-        size = struct.unpack_from("<I", data, offset + 8)[0]
+        size, loop_start, loop_end = struct.unpack_from("<III", data, offset + 8)
         rate = struct.unpack_from("<H", data, offset + 20)[0]
         modes = data[offset + 55]
         raw = data[offset + 96 : offset + 96 + size]
-        if modes & 1:
+        width = 2 if modes & 1 else 1
+        if width == 2:
             pcm = np.frombuffer(raw[: len(raw) // 2 * 2], "<u2" if modes & 2 else "<i2")
             pcm = (pcm.astype(np.float32) - (32768 if modes & 2 else 0)) / 32768
         else:
             pcm = np.frombuffer(raw, np.uint8 if modes & 2 else np.int8).astype(np.float32)
             pcm = (pcm - (128 if modes & 2 else 0)) / 128
-        samples.append((pcm, rate))
+        start, end = loop_start // width, min(loop_end // width, pcm.size)
+        loop = (start, end) if modes & 4 and end - start >= 16 else None
+        samples.append(GusSample(pcm, rate, loop, bool(modes & 8)))
         offset += 96 + size
     return samples
+
+
+def played_note(sample: GusSample, hold: float = NOTE_HOLD) -> np.ndarray:
+    """The sample as a sampler plays a held note: the attack, then the sustain loop repeated
+    (forward, or back and forth for ping-pong loops) until ``hold`` seconds, then a release
+    fade. A looped GUS sample is only attack plus one loop cycle (a 30 ms flute), which no one's
+    sample library holds; unlooped samples (drums, some plucks) are played as they are."""
+    if sample.loop is None:
+        return sample.pcm.copy()
+    start, end = sample.loop
+    cycle = sample.pcm[start:end]
+    if sample.pingpong:
+        cycle = np.concatenate([cycle, cycle[::-1]])
+    total = max(end, round((hold + NOTE_RELEASE) * sample.rate))
+    repeats = -(-(total - end) // cycle.size)
+    note = np.concatenate([sample.pcm[:end], np.tile(cycle, repeats)])[:total].copy()
+    release = min(note.size, round(NOTE_RELEASE * sample.rate))
+    note[-release:] *= np.linspace(1, 0, release, dtype=np.float32) ** 2
+    return note
 
 
 def freepats_items(root: Path, out: Path) -> list[dict[str, str]]:
@@ -198,7 +234,7 @@ def freepats_items(root: Path, out: Path) -> list[dict[str, str]]:
         samples = gus_samples(patch)
         picks = sorted({len(samples) * q // 4 for q in (1, 2, 3)})  # low, middle, high notes
         for n in picks:
-            pcm, rate = samples[n]
+            pcm, rate = played_note(samples[n]), samples[n].rate
             target = f"freepats/{patch.stem.lower()}-{n}.wav"
             family, source = program_family(program), f"freepats/{patch.name}"
             rows += write_note(out, target, pcm, rate, family, "", source, licence)
@@ -206,7 +242,8 @@ def freepats_items(root: Path, out: Path) -> list[dict[str, str]]:
         note = int(patch.name[:3])
         if not 35 <= note <= 81:
             continue
-        pcm, rate = gus_samples(patch)[0]
+        hit = gus_samples(patch)[0]  # a drum plays once, its loop unused (as TiMidity++ does)
+        pcm, rate = hit.pcm, hit.rate
         rows += write_note(out, f"freepats/drum-{patch.stem.lower()}.wav", pcm, rate, "drums",
                            drum_type(note), f"freepats/{patch.name}", licence)  # fmt: skip
     return rows
