@@ -145,13 +145,18 @@ class TimbrePrototypes:
     sounds: dict[str, np.ndarray]
 
     def for_label(self, family: str, sound: str) -> np.ndarray | None:
-        """The prototype of ``sound`` when there is one, else of ``family``, else None.
+        """The prototype of ``sound`` when there is one, else of ``family``, else None. A family
+        word ("strings": sound and family alike) takes the family's: the sound "strings" was
+        fitted against "violin" and "cello", so its weights say "named strings, not a violin".
 
-        >>> protos = TimbrePrototypes({"drums": np.ones(2)}, {"kick": np.zeros(2)})
+        >>> sounds = {"kick": np.zeros(2), "drums": -np.ones(2)}
+        >>> protos = TimbrePrototypes({"drums": np.ones(2)}, sounds)
         >>> protos.for_label("drums", "kick").tolist(), protos.for_label("drums", "tom").tolist()
         ([0.0, 0.0], [1.0, 1.0])
+        >>> protos.for_label("drums", "drums").tolist()
+        [1.0, 1.0]
         """
-        if sound in self.sounds:
+        if sound in self.sounds and (sound != family or family not in self.families):
             return self.sounds[sound]
         return self.families.get(family)
 
