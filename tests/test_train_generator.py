@@ -17,6 +17,7 @@ from diffusers import StableAudioPipeline
 from safetensors.torch import load_file
 
 import audiorag.training.train_generator as train_module
+from audiorag.training.train_clap import TrainItem
 from audiorag.training.train_clap import lr_schedule as clap_lr_schedule
 from audiorag.training.train_generator import (
     CHECKPOINT_DIR,
@@ -24,7 +25,9 @@ from audiorag.training.train_generator import (
     DitBatch,
     GeneratorConfig,
     build_vae,
+    dit_batch,
     dit_loss,
+    encode_hit,
     fold_latent_scale,
     folder_size,
     lr_schedule,
@@ -164,6 +167,68 @@ def test_a_run_cut_by_its_time_budget_is_usable_and_continues(catalog, trained, 
     assert key["steps"] == 3
     finished, continued = weights(trained), weights(out)
     assert all(torch.equal(finished[key], continued[key]) for key in finished)
+
+
+@pytest.fixture(scope="module")
+def oneshots(tmp_path_factory) -> Path:
+    """Two drum hits and two notes rendered with the shipped SoundFont."""
+    from audiorag.democatalog.oneshots import build_oneshot_catalog
+
+    out = tmp_path_factory.mktemp("oneshots") / "hits"
+    build_oneshot_catalog(
+        out, seed=3, hits_per_drum=1, notes_per_program=1, drum_notes=(36, 42), programs=(40, 73)
+    )
+    return out
+
+
+def test_a_dit_learns_one_shots_and_their_words_on_a_finished_autoencoder(
+    catalog, oneshots, trained, tmp_path
+):
+    out = tmp_path / "with-hits"
+    summary = run([catalog, oneshots], out, vae_from=trained / "vae", shares=[0.5, 0.5])
+    assert summary.items == 8 and summary.vae_steps == 0 and summary.dit_steps == 4
+    pipe = StableAudioPipeline.from_pretrained(out, local_files_only=True)
+    # the autoencoder is the given one, untouched; the words of the one-shots are tokens
+    given = StableAudioPipeline.from_pretrained(trained, local_files_only=True).vae
+    same = zip(pipe.vae.state_dict().values(), given.state_dict().values(), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)
+    unknown = pipe.tokenizer.unk_token_id
+    assert unknown not in pipe.tokenizer("violin kick")["input_ids"]
+    with pytest.raises(ValueError, match="no vae stage"):
+        run([catalog, oneshots], out, vae_from=trained / "vae", stage="vae")
+
+
+def test_one_shot_windows_hold_the_hit_once_then_silence():
+    """A hit is not tiled like a loop: its latents from the start, seconds_total its length."""
+    hit = torch.arange(1.0, 11.0).view(1, 10)  # 10 latent frames, 0.16 s
+    loop = torch.full((1, 20), -1.0)
+    kick = {"instrument": "drums", "program": None, "is_drum": True, "genre": None, "bpm": None,
+            "key": None, "bars": None, "tags": ["kick"], "one_shot": True, "sound": "kick",
+            "drum_note": 36, "pitches": [36]}  # fmt: skip
+    bass = {"instrument": "bass", "program": 33, "is_drum": False, "genre": "techno", "bpm": 120.0,
+            "key": "C minor", "bars": 4, "tags": ["dark"]}  # fmt: skip
+    items = [TrainItem("hit.wav", kick), TrainItem("loop.wav", bass)]
+    config = GeneratorConfig(latent_channels=1, sample_size=64, dit_tokens=64, min_seconds=0.5,
+                             max_seconds=0.9, full_window_share=0.0)  # fmt: skip
+    silence = torch.zeros(1)
+    only_hits = np.array([1.0, 0.0])
+    batch = dit_batch([hit, loop], items, silence, config, np.random.default_rng(0), only_hits)
+    assert torch.allclose(batch.seconds_total, torch.tensor(10 / 62.5))
+    for window in batch.latents:
+        assert torch.equal(window[:, :10], hit) and not window[:, 10:].any()
+
+
+def test_a_hit_is_encoded_with_silence_around_it(trained):
+    from diffusers import AutoencoderOobleck
+
+    vae = AutoencoderOobleck.from_pretrained(trained / "vae").eval()
+    click = torch.zeros(300)
+    click[:20] = 1.0
+    with torch.no_grad():
+        z = encode_hit(vae, click)
+        silent = encode_hit(vae, torch.zeros(300))
+    assert z.shape == (2, 2)  # 300 samples: two frames of 256, the last one part silence
+    assert not torch.allclose(z, silent)
 
 
 def test_v_objective_matches_the_scheduler_preconditioning():

@@ -202,7 +202,12 @@ def eval_retrieval_command(
 @train_app.command("generator")
 def train_generator_command(
     catalog: Annotated[
-        Path, typer.Option(exists=True, file_okay=False, help="Demo catalog to train on.")
+        list[Path],
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Catalog to train on (demo loops or one-shots); repeat to pool several.",
+        ),
     ],
     out: Annotated[
         Path, typer.Option(help="Pipeline folder to write (checkpoints in out/checkpoint).")
@@ -220,13 +225,33 @@ def train_generator_command(
     resume: Annotated[
         bool, typer.Option(help="Continue from out/checkpoint when it holds this run's state.")
     ] = True,
+    share: Annotated[
+        list[float] | None,
+        typer.Option(
+            min=0.0,
+            help="Share of the steps per --catalog, in their order; default: pooled by size.",
+        ),
+    ] = None,
+    vae_from: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="A finished autoencoder folder (e.g. the bundled generator's vae/): train "
+            "only the DiT on its latents.",
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch intra-op threads (default: one per core).")
+    ] = None,
 ) -> None:
     """Train a small Stable Audio Open–style generator; saves a StableAudioPipeline folder."""
     from audiorag.training.train_generator import train_generator
 
     summary = train_generator(
         catalog, out, stage=stage, vae_steps=vae_steps, dit_steps=dit_steps, minutes=minutes,
-        seed=seed, device=device, resume=resume,
+        seed=seed, device=device, resume=resume, shares=share or None, vae_from=vae_from,
+        threads=threads,
     )  # fmt: skip
     console.print(
         f"[green]{summary.items} stems; autoencoder {summary.vae_steps} steps, DiT "

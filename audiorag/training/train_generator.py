@@ -20,13 +20,21 @@
               unconditional (classifier-free guidance) examples;
 7. save       ``StableAudioPipeline.save_pretrained`` — a folder every diffusers user can load.
 
+Catalogs. One catalog or several, pooled or each with its ``shares`` of the steps (as the CLAP
+trainer does): loops of the demo catalog, and one-shots (``audiorag catalog oneshots``,
+``sample-packs``, ``instrument-samples``), whose GM program and percussion names the tokenizer
+then learns. ``vae_from`` takes a finished autoencoder (the bundled generator's ``vae/``)
+instead of training one, so a new DiT and vocabulary cost no autoencoder time and keep its
+round trip.
+
 Windows. The pipeline always denoises ``transformer.config.sample_size`` latent frames (1280,
 20.48 s) and crops to the requested duration; a sampler that renders only the frames it needs
 (ours) asks for 2–20 s. So each step draws a window length — usually the length of a 2–12 s
 request, sometimes the full 1280 frames — and fills each window with a loop (the stems loop
 seamlessly, so they tile to any length) for ``seconds_total`` seconds, then encoded silence, as
-Stable Audio Open pads. Batches hold a fixed number of latent frames, so short windows come in
-bigger batches.
+Stable Audio Open pads. A one-shot is never tiled: the hit from its start, ``seconds_total`` its
+length (at most the window), then silence — what a one-shot request renders. Batches hold a
+fixed number of latent frames, so short windows come in bigger batches.
 
 Every random choice comes from ``(seed, stage, step)``, so two runs with one seed and one step
 count give identical weights and a resumed run matches an uninterrupted one. ``minutes`` caps a
@@ -59,12 +67,14 @@ from audio.signal import resample
 from audiorag.training.schedule import warmup_cosine
 from audiorag.training.train_clap import (
     TrainItem,
+    catalog_sampling,
     load_items,
     load_state,
     progress_bar,
     save_state,
     say,
     tokenizer_corpus,
+    torch_threads,
     training_caption,
 )
 from generation.speed import call_transformer
@@ -154,12 +164,12 @@ class GeneratorSummary:
 # --- 1.–2. items and audio ----------------------------------------------------------------------
 
 
-def decode_clips(catalog: Path, items: Sequence[TrainItem], console: Console | None) -> list:
+def decode_clips(paths: Sequence[Path], console: Console | None) -> list:
     """Every stem as a 16 kHz mono float16 tensor (float16 halves ~150 MB; ~-90 dB noise)."""
     clips = []
-    with progress_bar(console, "decoding to 16 kHz mono", len(items), transient=False) as advance:
-        for item in items:
-            audio = decode_audio(Path(catalog) / item.path)
+    with progress_bar(console, "decoding to 16 kHz mono", len(paths), transient=False) as advance:
+        for path in paths:
+            audio = decode_audio(path)
             y = resample(audio.mono(), audio.sr, SAMPLE_RATE).astype(np.float32)
             clips.append(torch.from_numpy(y).to(torch.float16))
             advance()
@@ -355,6 +365,21 @@ def encode_loop(
     return z[:, 16 : 16 + frames].contiguous()
 
 
+def encode_hit(
+    vae: AutoencoderOobleck, clip: torch.Tensor, max_frames: int | None = None
+) -> torch.Tensor:
+    """(channels, frames) posterior means of a one-shot: silence before and after it (a hit
+    does not loop; its tail must not ring into its attack), every frame it sounds in, at
+    least one, at most ``max_frames``."""
+    frames = max(1, min(math.ceil(clip.shape[-1] / HOP), max_frames or ENCODE_FRAMES))
+    margin = 16 * HOP
+    padded = torch.zeros(frames * HOP + 2 * margin)
+    sounding = clip.float()[: frames * HOP]
+    padded[margin : margin + sounding.shape[-1]] = sounding
+    z = vae.encode(padded[None, None]).latent_dist.mean[0]
+    return z[:, 16 : 16 + frames].contiguous()
+
+
 @torch.no_grad()
 def silence_latent(vae: AutoencoderOobleck) -> torch.Tensor:
     """(channels,) the latent of digital silence: what pads a window after seconds_total."""
@@ -465,8 +490,11 @@ def dit_batch(
     silence: torch.Tensor,
     config: GeneratorConfig,
     rng: np.random.Generator,
+    odds: np.ndarray | None = None,
 ) -> DitBatch:
-    """One batch of windows: loops tiled for seconds_total, then silence (see the module doc)."""
+    """One batch of windows: loops tiled for seconds_total, one-shots once, then silence (see
+    the module doc). ``odds``: each item's chance of a place (:func:`catalog_sampling`);
+    None draws them alike."""
     rate = SAMPLE_RATE / HOP
     if rng.random() < config.full_window_share:
         frames = config.sample_size
@@ -481,12 +509,20 @@ def dit_batch(
             request if rng.random() < 0.75 else rng.uniform(0.5, 1.0) * request
             for _ in range(batch)
         ]
-    rows = rng.integers(len(items), size=batch)
+    rows = (
+        rng.integers(len(items), size=batch)
+        if odds is None
+        else rng.choice(len(items), size=batch, p=odds)
+    )
     windows = silence.view(1, -1, 1).repeat(batch, 1, frames)
     totals = []
     for b, (row, seconds) in enumerate(zip(rows, contents, strict=True)):
-        content = min(frames, max(1, round(seconds * rate)))
-        windows[b, :, :content] = loop_crop(latents[row], content, rng)
+        if items[row].one_shot:
+            content = min(frames, latents[row].shape[-1])
+            windows[b, :, :content] = latents[row][:, :content]
+        else:
+            content = min(frames, max(1, round(seconds * rate)))
+            windows[b, :, :content] = loop_crop(latents[row], content, rng)
         totals.append(content / rate)
     captions = [training_caption(items[row].meta, rng) for row in rows]
     keep = torch.from_numpy(rng.random(batch) >= CFG_DROPOUT).float()
@@ -562,6 +598,7 @@ def train_dit(
     deadline: float,
     stop_after: int | None,
     console: Console | None,
+    odds: np.ndarray | None = None,
 ) -> tuple[int, list[float], bool]:
     """The DiT loop; returns (steps done, loss per 50 steps, finished)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.dit_lr, weight_decay=0.01)
@@ -599,7 +636,7 @@ def train_dit(
         while step < steps:
             rng = np.random.default_rng([seed, 6, step])
             generator = torch.Generator().manual_seed(seed * 1_000_003 + 7 * step + 1)
-            batch = dit_batch(latents, items, silence, config, rng)
+            batch = dit_batch(latents, items, silence, config, rng, odds)
             t = torch.rand(batch.latents.shape[0], generator=generator)
             noise = torch.randn(batch.latents.shape, generator=generator)
             loss = dit_loss(model, tokenizer, batch, t, noise, device)
@@ -634,7 +671,7 @@ def train_dit(
 
 
 def train_generator(
-    catalog: Path,
+    catalog: Path | Sequence[Path],
     out: Path,
     *,
     stage: str = "all",
@@ -647,35 +684,82 @@ def train_generator(
     progress: bool = True,
     config: GeneratorConfig | None = None,
     stop_after: int | None = None,
+    shares: Sequence[float] | None = None,
+    vae_from: Path | None = None,
+    threads: int | None = None,
 ) -> GeneratorSummary:
     """Train the autoencoder and/or the DiT on ``catalog``; save a pipeline folder in ``out``.
 
-    ``stage``: "vae", "dit" (needs a finished autoencoder in ``out/checkpoint``) or "all".
-    ``minutes`` caps each stage's wall time. ``stop_after`` (tests) stops the running stage after
-    that many steps without finishing it, as an interruption would.
+    ``catalog`` is one catalog folder or several (loops and one-shots may mix); ``shares`` (one
+    per catalog) gives each its share of the steps (:func:`catalog_sampling`) instead of pooling
+    by size. ``stage``: "vae", "dit" (needs a finished autoencoder in ``out/checkpoint``) or
+    "all". ``vae_from`` uses a finished, scale-folded autoencoder folder (the bundled
+    generator's ``vae/``) and trains only the DiT. ``minutes`` caps each stage's wall time.
+    ``threads`` sets torch's intra-op threads (:func:`audiorag.training.train_clap.torch_threads`).
+    ``stop_after`` (tests) stops the running stage after that many steps without finishing it,
+    as an interruption would.
     """
     if stage not in {"vae", "dit", "all"}:
         raise ValueError(f"stage must be vae, dit or all, not {stage!r}")
-    config = config or small_config()
-    out, catalog = Path(out), Path(catalog)
+    if vae_from is not None and stage == "vae":
+        raise ValueError("vae_from takes a finished autoencoder: there is no vae stage to run")
+    catalogs = [Path(catalog)] if isinstance(catalog, str | Path) else [Path(c) for c in catalog]
+    with torch_threads(threads):
+        return _train_generator(
+            catalogs, Path(out), stage=stage, vae_steps=vae_steps, dit_steps=dit_steps,
+            minutes=minutes, seed=seed, device=device, resume=resume, progress=progress,
+            config=config or small_config(), stop_after=stop_after, shares=shares,
+            vae_from=vae_from,
+        )  # fmt: skip
+
+
+def _train_generator(
+    catalogs: list[Path],
+    out: Path,
+    *,
+    stage: str,
+    vae_steps: int,
+    dit_steps: int,
+    minutes: float | None,
+    seed: int,
+    device: str,
+    resume: bool,
+    progress: bool,
+    config: GeneratorConfig,
+    stop_after: int | None,
+    shares: Sequence[float] | None,
+    vae_from: Path | None,
+) -> GeneratorSummary:
     folder = out / CHECKPOINT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     console = Console(stderr=True) if progress else None
     budget = math.inf if minutes is None else minutes * 60.0
 
-    items = load_items(catalog)
-    stems = [(item.path, (catalog / item.path).stat().st_size) for item in items]
-    audio_key = {"catalog": str(catalog.resolve()), "stems": stems, "rate": SAMPLE_RATE}
-    clips = cached(folder / AUDIO_FILE, audio_key, lambda: decode_clips(catalog, items, console))
+    parts = [load_items(catalog) for catalog in catalogs]
+    items = [item for part in parts for item in part]
+    paths = [c / item.path for c, part in zip(catalogs, parts, strict=True) for item in part]
+    odds = None if shares is None else catalog_sampling([len(p) for p in parts], shares)
+    audio_key = {
+        "catalogs": [str(c.resolve()) for c in catalogs],
+        "stems": [(str(path), path.stat().st_size) for path in paths],
+        "rate": SAMPLE_RATE,
+    }
+    clips = cached(folder / AUDIO_FILE, audio_key, lambda: decode_clips(paths, console))
+    hits = [item.one_shot for item in items]
     summary = GeneratorSummary(out=out, items=len(items))
-    vae_hparams = {
-        "catalog": str(catalog.resolve()), "seed": seed, "vae_steps": vae_steps,
+    vae_hparams: dict[str, Any] = {
+        "catalogs": audio_key["catalogs"], "seed": seed, "vae_steps": vae_steps,
         "config": asdict(config),
     }  # fmt: skip
 
     # --- autoencoder
     vae_folder = folder / VAE_FOLDER
-    if stage in {"vae", "all"}:
+    if vae_from is not None:
+        vae = AutoencoderOobleck.from_pretrained(vae_from).eval()
+        vae_hparams = {"vae_from": str(Path(vae_from).resolve()), "weights": _fingerprint(vae)}
+        vae_info = {"hparams": vae_hparams, "latent_scale": 1.0, "steps": 0}
+        say(console, f"autoencoder: {vae_from} as it is ({vae_hparams['weights']})")
+    if vae_from is None and stage in {"vae", "all"}:
         started = time.monotonic()
         torch.manual_seed(seed)
         vae = build_vae(config).to(device)
@@ -695,7 +779,7 @@ def train_generator(
             # One encoding pass serves both the scale and the DiT's latents: the fold is exact
             # for the posterior mean, so the cached latents only need dividing by the scale.
             vae.eval()
-            raw = _encode_all(vae, clips, console)
+            raw = _encode_all(vae, clips, hits, console)
             scale = float(torch.cat(raw, dim=1).std())
             fold_latent_scale(vae, scale)
             summary.latent_scale = scale
@@ -711,17 +795,18 @@ def train_generator(
         return summary
 
     # --- diffusion transformer
-    if not _same_key(vae_folder, vae_hparams):
-        raise FileNotFoundError(
-            f"no finished autoencoder for these settings in {vae_folder}: run --stage vae first"
-        )
-    vae_info = json.loads((vae_folder / "key.json").read_text())
+    if vae_from is None:
+        if not _same_key(vae_folder, vae_hparams):
+            raise FileNotFoundError(
+                f"no finished autoencoder for these settings in {vae_folder}: run --stage vae first"
+            )
+        vae_info = json.loads((vae_folder / "key.json").read_text())
+        vae = AutoencoderOobleck.from_pretrained(vae_folder).eval()
     summary.latent_scale = vae_info["latent_scale"]
-    vae = AutoencoderOobleck.from_pretrained(vae_folder).eval()
-    latent_key = {**audio_key, "vae": vae_info}
+    latent_key = {**audio_key, "vae": json.loads(json.dumps(vae_info))}
     latents = cached(
         folder / LATENTS_FILE, latent_key,
-        lambda: _encode_all(vae, clips, console),
+        lambda: _encode_all(vae, clips, hits, console),
     )  # fmt: skip
     silence = silence_latent(vae)
     spread = torch.cat(latents, dim=1)
@@ -736,13 +821,15 @@ def train_generator(
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     summary.dit_parameters = sum(p.numel() for p in model.parameters())
     dit_hparams = {**vae_hparams, "vae_steps_done": vae_info["steps"], "dit_steps": dit_steps}
+    if shares is not None:
+        dit_hparams["shares"] = [float(share) for share in shares]
     say(console, f"DiT + text encoder + projection: {summary.dit_parameters / 1e6:.2f} M "
                  f"parameters, {dit_steps} steps")  # fmt: skip
     started = time.monotonic()
     step, losses, finished = train_dit(
         model, ema, tokenizer, latents, items, silence, config, steps=dit_steps, seed=seed,
         device=device, folder=folder, hparams=dit_hparams, resume=resume,
-        deadline=started + budget, stop_after=stop_after, console=console,
+        deadline=started + budget, stop_after=stop_after, console=console, odds=odds,
     )  # fmt: skip
     summary.dit_steps, summary.dit_losses = step, losses
     summary.dit_seconds = time.monotonic() - started
@@ -779,15 +866,31 @@ def folder_size(out: Path) -> int:
     )
 
 
+@torch.no_grad()
 def _encode_all(
-    vae: AutoencoderOobleck, clips: Sequence[torch.Tensor], console: Console | None
+    vae: AutoencoderOobleck,
+    clips: Sequence[torch.Tensor],
+    hits: Sequence[bool],
+    console: Console | None,
 ) -> list[torch.Tensor]:
+    """Latents of every clip: a loop with its own end as context, a one-shot with silence."""
     encoded = []
     with progress_bar(console, "encoding latents", len(clips), transient=False) as advance:
-        for clip in clips:
-            encoded.append(encode_loop(vae, clip))
+        for clip, hit in zip(clips, hits, strict=True):
+            encoded.append((encode_hit if hit else encode_loop)(vae, clip))
             advance()
     return encoded
+
+
+def _fingerprint(vae: AutoencoderOobleck) -> str:
+    """A short hash of an autoencoder's weights: cached latents name the weights they came from."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(vae.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()[:12]
 
 
 def _same_key(vae_folder: Path, hparams: dict[str, Any], steps: int | None = None) -> bool:
