@@ -328,3 +328,15 @@ def test_bundled_generator_is_small_and_loads():
     assert not (BUNDLED / CHECKPOINT_DIR).exists()
     pipe = StableAudioPipeline.from_pretrained(BUNDLED, local_files_only=True)
     assert pipe.transformer.config.sample_size * pipe.vae.hop_length / 16_000 >= 20.0
+
+
+def test_one_shot_generator_measures_run_on_a_held_out_hit_catalog(trained, oneshots):
+    from audiorag.evaluation.eval_generator import evaluate_generator, markdown_table
+
+    result = evaluate_generator(oneshots, trained, requests=4, duration_s=0.5, progress=False)
+    assert result["one_shots"] and result["requests"] == 4 and result["type_requests"] == 2
+    for key in ("family", "one_shot_type"):
+        assert set(result[key]) == {"clap", "timbre"}
+        for found in result[key].values():
+            assert 0.0 <= found["agreement"] <= 1.0 and 0.0 <= found["real_hits_agreement"] <= 1.0
+    assert "drum type agrees" in markdown_table(result)
