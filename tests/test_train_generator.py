@@ -196,6 +196,8 @@ def test_a_dit_learns_one_shots_and_their_words_on_a_finished_autoencoder(
     assert unknown not in pipe.tokenizer("violin kick")["input_ids"]
     with pytest.raises(ValueError, match="no vae stage"):
         run([catalog, oneshots], out, vae_from=trained / "vae", stage="vae")
+    with pytest.raises(ValueError, match="no-resume"):  # another seed is another run
+        run([catalog, oneshots], out, vae_from=trained / "vae", shares=[0.5, 0.5], seed=1)
 
 
 def test_one_shot_windows_hold_the_hit_once_then_silence():

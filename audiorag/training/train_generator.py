@@ -756,7 +756,10 @@ def _train_generator(
     vae_folder = folder / VAE_FOLDER
     if vae_from is not None:
         vae = AutoencoderOobleck.from_pretrained(vae_from).eval()
-        vae_hparams = {"vae_from": str(Path(vae_from).resolve()), "weights": _fingerprint(vae)}
+        vae_hparams = {
+            "catalogs": audio_key["catalogs"], "seed": seed,
+            "vae_from": str(Path(vae_from).resolve()), "weights": _fingerprint(vae),
+        }  # fmt: skip
         vae_info = {"hparams": vae_hparams, "latent_scale": 1.0, "steps": 0}
         say(console, f"autoencoder: {vae_from} as it is ({vae_hparams['weights']})")
     if vae_from is None and stage in {"vae", "all"}:
