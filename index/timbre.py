@@ -163,11 +163,33 @@ class TimbrePrototypes:
 
 @dataclass(frozen=True)
 class TimbreModel:
-    """The shipped, fitted parts of the timbre side: the scale and the prototypes."""
+    """The shipped, fitted parts of the timbre side: the scale, the prototypes and the metric
+    a reference clip's vector is queried with.
+
+    ``query_metric`` (features × k, or None) are the discriminant directions of the named
+    sounds of the training catalogs (a shrinkage LDA, :mod:`audiorag.training.fit_timbre`). A
+    reference clip searches with ``W Wᵀ q`` instead of ``q``: the stored vectors stay as they
+    are, and the ranking weighs what tells sounds apart (a flute from a violin) over what every
+    note varies in (pitch, loudness, room). Stored vectors need no re-indexing when it changes.
+    """
 
     scale: TimbreScale
     prototypes: TimbrePrototypes
     fitted_on: tuple[str, ...] = ()
+    query_metric: np.ndarray | None = None
+
+    def example_query(self, vector: np.ndarray) -> np.ndarray:
+        """The query vector for "sounds like this clip" from the clip's timbre vector.
+
+        >>> scale = TimbreScale(np.zeros(3), np.ones(3))
+        >>> model = TimbreModel(scale, TimbrePrototypes({}, {}), (), np.array([[1.0], [0], [0]]))
+        >>> model.example_query(np.array([2.0, 5.0, 1.0])).tolist()
+        [2.0, 0.0, 0.0]
+        """
+        if self.query_metric is None:
+            return np.asarray(vector, np.float32)
+        metric = self.query_metric
+        return (np.asarray(vector, np.float32) @ metric @ metric.T).astype(np.float32)
 
     @classmethod
     def load(cls, path: Path = MODEL_FILE) -> TimbreModel:
@@ -179,12 +201,14 @@ class TimbreModel:
         def vectors(table: dict[str, list[float]]) -> dict[str, np.ndarray]:
             return {name: np.asarray(v, np.float32) for name, v in table.items()}
 
+        metric = record.get("query_metric")  # absent in models fitted before it existed
         return cls(
             TimbreScale(
                 np.asarray(record["mean"], np.float32), np.asarray(record["std"], np.float32)
             ),
             TimbrePrototypes(vectors(record["families"]), vectors(record["sounds"])),
             tuple(record.get("fitted_on", ())),
+            None if metric is None else np.asarray(metric, np.float32).reshape(TIMBRE_DIM, -1),
         )
 
     def save(self, path: Path) -> None:
@@ -199,6 +223,8 @@ class TimbreModel:
             "families": {k: floats(v) for k, v in sorted(self.prototypes.families.items())},
             "sounds": {k: floats(v) for k, v in sorted(self.prototypes.sounds.items())},
         }
+        if self.query_metric is not None:
+            record["query_metric"] = [floats(row) for row in self.query_metric]
         Path(path).write_text(json.dumps(record) + "\n")
 
 

@@ -343,8 +343,10 @@ def ranking_weights(rankings: dict[str, list[Hit]]) -> dict[str, float]:
 
 
 def embed_reference(embedder: ClapEmbedder, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """The CLAP audio vector and the timbre vector (None if it cannot be made) of a reference
-    clip, made as the indexer makes them; or a SearchError naming what is wrong."""
+    """The query vectors of a reference clip: its CLAP audio vector, made as the indexer makes
+    it, and its timbre vector through the shipped query metric
+    (:meth:`index.timbre.TimbreModel.example_query`; None if it cannot be made); or a
+    SearchError naming what is wrong."""
     if not path.is_file():
         raise SearchError(f"reference clip not found: {path}")
     try:
@@ -353,7 +355,7 @@ def embed_reference(embedder: ClapEmbedder, path: Path) -> tuple[np.ndarray, np.
         raise SearchError(f"reference clip {path.name}: {err}") from err
     clip = resample(audio.mono(), audio.sr, CLAP_SR)
     try:
-        timbre = timbre_vector(clip, CLAP_SR)
+        timbre = shipped_model().example_query(timbre_vector(clip, CLAP_SR))
     except Exception:  # the CLAP ranking alone still answers
         timbre = None
     # a hit is padded as the indexer pads it, so an indexed clip finds itself at cosine 1

@@ -65,6 +65,12 @@ def test_the_shipped_model_knows_the_sounds_users_type():
     # a synthetic kick sits nearer the kick prototype than the hi-hat one
     unit = vector / np.linalg.norm(vector)
     assert unit @ model.prototypes.sounds["kick"] > unit @ model.prototypes.sounds["hi-hat"]
+    # query by example goes through the fitted metric: a kick still finds the kick before the hat
+    assert model.query_metric is not None and model.query_metric.shape[0] == TIMBRE_DIM
+    query = model.example_query(vector)
+    kick, hat = timbre_vector(hit("kick", seconds=0.6), SR), timbre_vector(hit("hi-hat"), SR)
+    cosine = lambda a, b: a @ b / np.linalg.norm(a) / np.linalg.norm(b)  # noqa: E731
+    assert cosine(query, kick) > cosine(query, hat)
 
 
 def test_model_file_round_trip_and_refuses_another_version(tmp_path):
@@ -75,6 +81,12 @@ def test_model_file_round_trip_and_refuses_another_version(tmp_path):
     loaded = TimbreModel.load(tmp_path / "timbre.json")
     np.testing.assert_allclose(loaded.scale.mean, scale.mean, atol=1e-5)
     assert set(loaded.prototypes.sounds) == {"kick"} and loaded.fitted_on == ("train",)
+    assert loaded.query_metric is None  # a model without a metric queries with the vector
+    np.testing.assert_array_equal(loaded.example_query(np.ones(TIMBRE_DIM)), np.ones(TIMBRE_DIM))
+    metric = rng.standard_normal((TIMBRE_DIM, 3)).astype(np.float32)
+    TimbreModel(scale, protos, ("train",), metric).save(tmp_path / "metric.json")
+    loaded = TimbreModel.load(tmp_path / "metric.json")
+    np.testing.assert_allclose(loaded.query_metric, metric, atol=1e-4)
     record = json.loads((tmp_path / "timbre.json").read_text())
     (tmp_path / "old.json").write_text(json.dumps({**record, "version": "timbre-v0"}))
     with pytest.raises(ValueError, match="timbre-v0"):

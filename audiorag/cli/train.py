@@ -114,8 +114,9 @@ def train_timbre_command(
         ),
     ] = None,
 ) -> None:
-    """Fit the timbre model — the descriptors' per-feature scale and each family's and named
-    sound's prototype — on training catalogs (never a held-out set)."""
+    """Fit the timbre model — the descriptors' per-feature scale, each family's and named
+    sound's prototype and the query-by-example metric — on training catalogs (never a held-out
+    set)."""
     from rich.progress import Progress
 
     from audiorag.training.fit_timbre import audio_files, fit_timbre_model

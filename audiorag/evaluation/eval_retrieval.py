@@ -39,6 +39,7 @@ from index.clap import ClapEmbedder
 from index.ingest import Indexer, Progress, SilentProgress, kind_of
 from index.manifest import Manifest, find_manifest, load_manifest
 from index.store import Filter, Match, Point, VectorStore, open_store
+from index.timbre import shipped_model
 from rag.search import SearchRequest, search, text_timbre
 
 CATALOG = "heldout"
@@ -205,6 +206,14 @@ def fused_precision(
     return precision([h.payload for h in search(store, embedder, request)], key, wanted, k)
 
 
+def example_query(point: Point, vector_name: str) -> np.ndarray:
+    """The vector a stem searches with as a reference clip, as search makes it: its audio
+    vector, or its timbre vector through the shipped query metric."""
+    if vector_name == "timbre":
+        return shipped_model().example_query(point.vectors["timbre"])
+    return point.vectors[vector_name]
+
+
 def example_precision(
     store: VectorStore,
     embedder: ClapEmbedder,
@@ -226,7 +235,7 @@ def example_precision(
         )
         hits = store.search(
             vector_name,
-            point.vectors[vector_name],
+            example_query(point, vector_name),
             embedder_id=embedder.embedder.id,
             filter=flt,
             limit=k,
@@ -589,8 +598,8 @@ def evaluate_real(
                     shares[family].append(0.0)
                     continue
                 hits = store.search(
-                    name, point.vectors[name], embedder_id=embedder.embedder.id, filter=flt,
-                    limit=5, exact=True,
+                    name, example_query(point, name), embedder_id=embedder.embedder.id,
+                    filter=flt, limit=5, exact=True,
                 )  # fmt: skip
                 same = [labelled.get(h.payload["path"], {}).get("family") == family for h in hits]
                 shares[family].append(sum(same) / 5)

@@ -10,8 +10,10 @@ speed). The scale is the per-feature mean and spread of the files as they are. T
 are fitted on all views: one multinomial logistic regression over the unit timbre vectors for
 the instrument families (the manifest's ``instrument``), one for the sounds the file names state
 (:func:`index.names.name_label`, as the indexer reads them) with at least :data:`MIN_EXAMPLES`
-files; each label's prototype is its weight vector. Fit it on what we train on, never on a
-held-out set.
+files; each label's prototype is its weight vector. The query metric is a shrinkage LDA over
+the same sounds (:func:`query_metric`): a reference clip's vector is mapped through it before
+it searches (query by example), the stored vectors untouched. Fit it on what we train on, never
+on a held-out set.
 
 Why weight vectors and not class means: a class mean is pulled to what most of its files share
 — for "drums" the loops of the demo catalog, for "kick" the two SoundFonts' kicks — while the
@@ -40,6 +42,8 @@ from index.names import name_label
 from index.timbre import TimbreModel, TimbrePrototypes, TimbreScale, timbre_features
 
 MIN_EXAMPLES = 5  # fewer files make a prototype of one recording, not of a sound
+# Shrinkage of the query metric's LDA, chosen on the development split (bench/timbre_dev_split.py)
+METRIC_SHRINKAGE = 0.5
 RECORDED_VIEWS = 2  # recording-chain views per file besides the file as it is
 REGULARISATION = 0.1  # inverse L2 strength (scikit-learn's C), chosen on the development split
 
@@ -107,6 +111,36 @@ def prototypes(
         label: (w / max(float(np.linalg.norm(w)), 1e-9)).astype(np.float32)
         for label, w in zip(kept, weights, strict=True)
     }
+
+
+def query_metric(
+    vectors: np.ndarray,
+    sounds: Sequence[str | None],
+    files: Sequence[int],
+    shrinkage: float = METRIC_SHRINKAGE,
+) -> np.ndarray | None:
+    """The discriminant directions (features × labels−1) of a shrinkage LDA over the scaled
+    vectors of the sounds stated on at least :data:`MIN_EXAMPLES` files; None with fewer than
+    two such sounds. :meth:`index.timbre.TimbreModel.example_query` queries with them.
+
+    >>> rng = np.random.default_rng(0)
+    >>> rows = np.vstack([rng.normal([3, 0, 0], 1, (6, 3)), rng.normal([0, 3, 0], 1, (6, 3))])
+    >>> query_metric(rows, ["a"] * 6 + ["b"] * 6, list(range(12))).shape
+    (3, 1)
+    """
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    stated: dict[str, set[int]] = defaultdict(set)
+    for file, sound in zip(files, sounds, strict=True):
+        if sound:
+            stated[sound].add(file)
+    kept = {sound for sound, on in stated.items() if len(on) >= MIN_EXAMPLES}
+    if len(kept) < 2:
+        return None
+    rows = np.array([sound in kept for sound in sounds], dtype=bool)
+    lda = LinearDiscriminantAnalysis(solver="eigen", shrinkage=shrinkage)
+    lda.fit(vectors[rows], np.asarray(sounds, dtype=object)[rows].astype(str))
+    return lda.scalings_[:, : len(lda.classes_) - 1].astype(np.float32)
 
 
 def recorded_views_of(
@@ -202,6 +236,7 @@ def fit_timbre_model(
             prototypes(vectors, described.sound, described.file),
         ),
         tuple(Path(c).name for c in catalogs),
+        query_metric(vectors, described.sound, described.file),
     )
     model.save(out)
     return model, int(as_is.sum())
