@@ -278,7 +278,9 @@ def eval_generator_command(
     requests: Annotated[int, typer.Option(min=1, help="Text-to-audio and seeded renders.")] = 18,
     sweep_requests: Annotated[int, typer.Option(min=1, help="Requests in the sweep.")] = 9,
     autoencoder_stems: Annotated[int, typer.Option(min=1, help="Round-trip stems.")] = 45,
-    duration: Annotated[float, typer.Option(min=0.5, help="Seconds per render.")] = 8.0,
+    duration: Annotated[
+        float, typer.Option(min=0.5, help="Seconds per render (one-shots: ≤ 3).")
+    ] = 8.0,
     seed: Annotated[int, typer.Option()] = 0,
 ) -> None:
     """Measure the generator: autoencoder round trip, text-to-audio, retrieval-seeded renders."""

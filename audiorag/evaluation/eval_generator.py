@@ -11,10 +11,10 @@ Four measures, on stems the generator never saw:
 
 A catalog of one-shots (``audiorag catalog oneshots`` with a SoundFont the generator never
 heard) gets the one-shot measures instead (:func:`evaluate_one_shot_generator`): each held-out
-hit's caption ("violin note", "crash cymbal one-shot") rendered for ``duration_s`` seconds,
-and whether the output's zero-shot GM family — and, for drums, its one-shot type (kick, snare,
-hi-hat, clap, tom, cymbal) — is the one asked; the same classifier on the held-out hits
-themselves is the ceiling.
+hit's caption ("violin note", "crash cymbal one-shot") rendered for ``duration_s`` seconds
+(at most 3 s), and whether the output's GM family — and, for drums, its one-shot type (kick,
+snare, hi-hat, clap, tom, cymbal) — is the one asked, by two judges: the CLAP's zero-shot words
+and the shipped timbre prototypes. Each judge on the held-out hits themselves is its ceiling.
 
 Text-to-audio goes through the stock ``StableAudioPipeline`` (any diffusers user's path); the
 seeded measures through ``generation.loading.load_generator`` (our audio-to-audio sampler). The
@@ -304,8 +304,6 @@ def evaluate_one_shot_generator(
     judge = ClapJudge(embedder, rate)
     items = load_items(catalog)
     families = sorted({item.meta["instrument"] for item in items} & set(FAMILY_WORDS))
-    family_of = WordsJudge(embedder, {f: FAMILY_WORDS[f] for f in families})
-    type_of = WordsJudge(embedder, {t: TYPE_WORDS[t] for t in ONE_SHOT_TYPES})
     # every family, then the six drum types again (a family round-robin asks few drums)
     chosen = pick_requests(items, requests, seed, families)
     chosen += [
