@@ -127,11 +127,7 @@ class ClapJudge:
 
     def __init__(self, clap: ClapEmbedder, sample_rate: int) -> None:
         self.clap, self.sample_rate = clap, sample_rate
-        vectors = []
-        for family in FAMILIES:
-            words = clap.embed_text(list(INSTRUMENT_SYNONYMS[family])).mean(axis=0)
-            vectors.append(words / np.linalg.norm(words))
-        self.family_vectors = np.stack(vectors)
+        self.family = WordsJudge(clap, INSTRUMENT_SYNONYMS)
 
     def embed(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """(n, dim) L2-normalised vectors of mono clips at ``sample_rate``."""
@@ -139,8 +135,36 @@ class ClapJudge:
             [resample(np.asarray(c, np.float32), self.sample_rate, CLAP_RATE) for c in clips]
         )
 
-    def family(self, vectors: np.ndarray) -> list[str]:
-        return [FAMILIES[i] for i in np.argmax(vectors @ self.family_vectors.T, axis=1)]
+
+def load_for_eval(model: Path, steps: int | None, cfg: float | None) -> tuple[Any, int, float]:
+    """(generator, steps, CFG): the folder loaded, its pipeline's progress bar off, and the
+    settings asked for or else the folder's defaults."""
+    from generation.loading import load_generator
+
+    generator = load_generator(model)
+    generator.pipe.set_progress_bar_config(disable=True)
+    steps = steps or generator.default_steps
+    return generator, steps, generator.default_cfg if cfg is None else cfg
+
+
+def render_captions(
+    pipe: Any, captions: Sequence[str], duration_s: float, steps: int, cfg: float, seed: int
+) -> tuple[list[np.ndarray], list[float]]:
+    """Each caption rendered through the stock pipeline (seed + its place), mono; and the
+    seconds each render took."""
+    outputs, seconds = [], []
+    for n, caption in enumerate(captions):
+        started = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            audio = pipe(
+                caption, audio_end_in_s=duration_s, num_inference_steps=steps,
+                guidance_scale=cfg, generator=torch.Generator().manual_seed(seed + n),
+                output_type="np",
+            ).audios[0]  # fmt: skip
+        seconds.append(time.perf_counter() - started)
+        outputs.append(audio.mean(axis=0))
+    return outputs, seconds
 
 
 def evaluate_generator(
@@ -159,24 +183,18 @@ def evaluate_generator(
 ) -> dict[str, Any]:
     """Run the four measures on ``catalog`` (held out); returns a JSON-ready result."""
     from generation.interface import RenderSettings
-    from generation.loading import load_generator
-
-    console = Console(stderr=True) if progress else None
-    started = time.perf_counter()
-    generator = load_generator(model)
-    pipe = generator.pipe  # the StableAudioPipeline the loader built from the folder
-    pipe.set_progress_bar_config(disable=True)
-    steps = steps or generator.default_steps
-    cfg = generator.default_cfg if cfg is None else cfg
-    rate = generator.sample_rate
-    judge = ClapJudge(ClapEmbedder.from_pretrained(clap), rate)
 
     items = load_items(catalog)
     if all(item.one_shot for item in items):
         return evaluate_one_shot_generator(
-            catalog, model, clap, requests=requests, duration_s=min(duration_s, 3.0), seed=seed,
-            progress=progress,
+            catalog, model, clap, requests=requests, duration_s=min(duration_s, 3.0),
+            steps=steps, cfg=cfg, seed=seed, progress=progress,
         )  # fmt: skip
+    console = Console(stderr=True) if progress else None
+    started = time.perf_counter()
+    generator, steps, cfg = load_for_eval(model, steps, cfg)
+    rate = generator.sample_rate
+    judge = ClapJudge(ClapEmbedder.from_pretrained(clap), rate)
     say(console, f"decoding {len(items)} held-out stems")
     clips = []
     for item in items:
@@ -208,19 +226,10 @@ def evaluate_generator(
 
     # --- text-to-audio through the stock pipeline
     truth = [items[i].meta["instrument"] for i in chosen]
-    outputs = []
-    render_seconds = []
-    for n, i in enumerate(chosen):
-        t0 = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            audio = pipe(
-                items[i].meta["caption"], audio_end_in_s=duration_s, num_inference_steps=steps,
-                guidance_scale=cfg, generator=torch.Generator().manual_seed(seed + n),
-                output_type="np",
-            ).audios[0]  # fmt: skip
-        render_seconds.append(time.perf_counter() - t0)
-        outputs.append(audio.mean(axis=0))
+    captions = [items[i].meta["caption"] for i in chosen]
+    outputs, render_seconds = render_captions(
+        generator.pipe, captions, duration_s, steps, cfg, seed
+    )
     predicted = judge.family(judge.embed(outputs))
     ceiling = judge.family(seed_vectors[chosen])
     hits = np.array([p == t for p, t in zip(predicted, truth, strict=True)])
@@ -290,15 +299,10 @@ def evaluate_one_shot_generator(
 ) -> dict[str, Any]:
     """Text-to-audio on a held-out catalog of one-shots (see the module doc); JSON-ready."""
     from audiorag.democatalog.gm_names import FAMILY_WORDS, ONE_SHOT_TYPES, TYPE_WORDS
-    from generation.loading import load_generator
 
     console = Console(stderr=True) if progress else None
     started = time.perf_counter()
-    generator = load_generator(model)
-    pipe = generator.pipe
-    pipe.set_progress_bar_config(disable=True)
-    steps = steps or generator.default_steps
-    cfg = generator.default_cfg if cfg is None else cfg
+    generator, steps, cfg = load_for_eval(model, steps, cfg)
     rate, samples = generator.sample_rate, round(duration_s * generator.sample_rate)
     embedder = ClapEmbedder.from_pretrained(clap)
     judge = ClapJudge(embedder, rate)
@@ -315,16 +319,8 @@ def evaluate_one_shot_generator(
     for i in chosen:
         audio = decode_audio(Path(catalog) / items[i].path)
         hits.append(hit_to(resample(audio.mono(), audio.sr, rate).astype(np.float32), samples))
-    outputs = []
-    for n, i in enumerate(chosen):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            audio = pipe(
-                items[i].meta["caption"], audio_end_in_s=duration_s, num_inference_steps=steps,
-                guidance_scale=cfg, generator=torch.Generator().manual_seed(seed + n),
-                output_type="np",
-            ).audios[0]  # fmt: skip
-        outputs.append(audio.mean(axis=0))
+    captions = [items[i].meta["caption"] for i in chosen]
+    outputs, _ = render_captions(generator.pipe, captions, duration_s, steps, cfg, seed)
     truth = np.array([items[i].meta["instrument"] for i in chosen])
     kinds = np.array([items[i].meta.get("sound") for i in chosen])
     typed = np.isin(kinds, ONE_SHOT_TYPES)
