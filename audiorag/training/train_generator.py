@@ -83,6 +83,7 @@ from generation.stable_audio_open import (
     rotary_tables,
     stable_audio_open_scheduler,
 )
+from index.clap import weights_fingerprint
 
 SAMPLE_RATE = 16_000
 HOP = 256  # 4 x 4 x 4 x 4: 62.5 latent frames per second
@@ -758,7 +759,7 @@ def _train_generator(
         vae = AutoencoderOobleck.from_pretrained(vae_from).eval()
         vae_hparams = {
             "catalogs": audio_key["catalogs"], "seed": seed,
-            "vae_from": str(Path(vae_from).resolve()), "weights": _fingerprint(vae),
+            "vae_from": str(Path(vae_from).resolve()), "weights": weights_fingerprint(vae),
         }  # fmt: skip
         vae_info = {"hparams": vae_hparams, "latent_scale": 1.0, "steps": 0}
         say(console, f"autoencoder: {vae_from} as it is ({vae_hparams['weights']})")
@@ -883,17 +884,6 @@ def _encode_all(
             encoded.append((encode_hit if hit else encode_loop)(vae, clip))
             advance()
     return encoded
-
-
-def _fingerprint(vae: AutoencoderOobleck) -> str:
-    """A short hash of an autoencoder's weights: cached latents name the weights they came from."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(vae.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()[:12]
 
 
 def _same_key(vae_folder: Path, hparams: dict[str, Any], steps: int | None = None) -> bool:
