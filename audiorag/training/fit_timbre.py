@@ -70,6 +70,20 @@ def file_labels(
     return family, sound
 
 
+def well_stated(labels: Sequence[str | None], files: Sequence[int]) -> list[str]:
+    """The labels stated on at least :data:`MIN_EXAMPLES` distinct files, sorted (a file's
+    views share its number, so they count once).
+
+    >>> well_stated(["a"] * 5 + ["b"] * 5 + [None], [0, 1, 2, 3, 4, 5, 5, 5, 5, 5, 6])
+    ['a']
+    """
+    stated: dict[str, set[int]] = defaultdict(set)
+    for file, label in zip(files, labels, strict=True):
+        if label:
+            stated[label].add(file)
+    return sorted(label for label, on in stated.items() if len(on) >= MIN_EXAMPLES)
+
+
 def prototypes(
     vectors: np.ndarray,
     labels: Sequence[str | None],
@@ -89,12 +103,7 @@ def prototypes(
     """
     from sklearn.linear_model import LogisticRegression
 
-    files = list(range(len(labels))) if files is None else list(files)
-    stated: dict[str, set[int]] = defaultdict(set)
-    for file, label in zip(files, labels, strict=True):
-        if label:
-            stated[label].add(file)
-    kept = sorted(label for label, on in stated.items() if len(on) >= MIN_EXAMPLES)
+    kept = well_stated(labels, range(len(labels)) if files is None else files)
     rows = np.array([label in kept for label in labels], dtype=bool)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
     if len(kept) < 2:  # nothing to tell apart: the mean says what the one label sounds like
@@ -130,11 +139,7 @@ def query_metric(
     """
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
-    stated: dict[str, set[int]] = defaultdict(set)
-    for file, sound in zip(files, sounds, strict=True):
-        if sound:
-            stated[sound].add(file)
-    kept = {sound for sound, on in stated.items() if len(on) >= MIN_EXAMPLES}
+    kept = well_stated(sounds, files)
     if len(kept) < 2:
         return None
     rows = np.array([sound in kept for sound in sounds], dtype=bool)
