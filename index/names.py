@@ -74,6 +74,8 @@ BIGRAMS: dict[tuple[str, str], str] = {
     ("e", "piano"): "epiano", ("electric", "piano"): "epiano", ("double", "bass"): "doublebass",
     ("sub", "bass"): "subbass", ("pan", "flute"): "panflute", ("bass", "guitar"): "bassguitar",
     ("mallet", "percussion"): "mallets", ("tuned", "percussion"): "mallets",
+    ("wind", "instrument"): "woodwind", ("wind", "instruments"): "woodwinds",
+    ("sound", "effect"): "sfx", ("sound", "effects"): "sfx",
 }  # fmt: skip
 # Genre names that hold instrument words: dropped before lookup ("drum and bass" is no bass).
 GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
@@ -83,13 +85,17 @@ GENRE_PHRASES: tuple[tuple[str, ...], ...] = (
 LOOP_WORDS = frozenset({"loop", "loops", "groove", "grooves", "beat", "beats", "pattern", "break"})
 # Closed/open/pedal cymbals are hi-hats ("drum_cymbal_closed").
 HAT_WORDS = frozenset({"closed", "open", "pedal"})
+# Words that say which kind of instrument, not a style: "orchestral strings" and "low-end bass"
+# are still strings and bass, and rank by their prototype as "strings" and "bass" do.
+SOUND_KIND_WORDS = ("orchestral", "acoustic", "electric", "real", "live", "solo", "section",
+                    "ensemble", "low", "end")  # fmt: skip
 # Words that ask for nothing beyond the sound itself ("a kick sample", "piano recording").
 SOUND_ONLY_WORDS = frozenset(
     {"a", "an", "the", "some", "of", "with", "for", "my", "me", "i", "need", "want", "looking",
      "please", "just", "sound", "sounds", "sample", "samples", "recording", "recordings", "one",
      "shot", "oneshot", "hit", "hits", "note", "notes", "drum", "drums", "instrument", "single",
-     "stem", "stems", "track", "part"}
-) | LOOP_WORDS  # fmt: skip
+     "stem", "stems", "track", "part", "kit", "kits"}
+) | LOOP_WORDS | frozenset(SOUND_KIND_WORDS)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,8 @@ def names_only_a_sound(text: str) -> bool:
     (True, False)
     >>> names_only_a_sound("looking for a snare"), names_only_a_sound("drum and bass drums")
     (True, False)
+    >>> names_only_a_sound("orchestral strings"), names_only_a_sound("a drum kit sample")
+    (True, True)
     >>> names_only_a_sound("sample")
     False
     """

@@ -50,6 +50,20 @@ def test_the_file_name_wins_over_its_folders():
     assert name_label("Downloads/0001.wav") is None
 
 
+def test_what_users_type_for_a_family_names_it_and_only_it():
+    """Words a user types for a family ("wind instrument", "sound effect") name it, and words
+    that say which kind of instrument ("orchestral", "low-end", "kit") ask for no more than
+    the sound, so such a prompt can search by how the sound sounds; a genre word still does."""
+    from index.names import label_words, names_only_a_sound, words
+
+    assert label_words(words("wind instrument")) == NameLabel("woodwind", "woodwind")
+    assert label_words(words("sound effects")) == NameLabel("fx", "sound effect")
+    for prompt in ("orchestral strings", "low-end bass", "drum kit", "wind instrument sample"):
+        assert names_only_a_sound(prompt), prompt
+    assert not names_only_a_sound("techno drum kit")
+    assert not names_only_a_sound("cinematic orchestral strings")
+
+
 def _hit(freq: float, noise: float, seed: int, seconds: float = 0.5) -> np.ndarray:
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * 44100)) / 44100
