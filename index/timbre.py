@@ -1,29 +1,23 @@
-"""Timbre descriptors: a fixed, model-free vector of how a sound sounds.
+"""Timbre vectors: what an item sounds like, heard by the timbre net.
 
-Query by example ("more like this kick") asks which items *sound* alike. The bundled CLAP is
-small and was trained on renders; on real recordings its audio vectors place few neighbours in
-the right family. Classic timbre statistics — MFCCs and their change over time, spectral
-centroid, bandwidth, flatness, contrast, zero crossings, each as an energy-weighted mean and
-spread, plus the envelope's length, attack and decay — need no training and no vocabulary, and
-find the same family more often than the bundled model does on both our held-out sets
-(``docs/design-notes.md``, "Timbre vectors"). Search fuses them with CLAP's audio ranking.
+Query by example ("more like this kick") asks which items *sound* alike, and a prompt that names
+a sound ("violin") asks which items sound like it. The bundled CLAP is small and was trained on
+captions of renders; on real recordings its audio vectors place few neighbours in the right
+family. Every item therefore also gets a **timbre vector**: the embedding of the timbre net
+(:mod:`index.timbre_net`, a 0.3 M-weight CNN trained to tell instrument families and named
+sounds apart, under recording-chain augmentations), standardised with one fixed mean and spread
+per dimension (:class:`TimbreScale`, fitted once on the training catalogs and shipped in
+``index/models/timbre.json``), so a vector never depends on what else is in the store. Search
+fuses the timbre rankings with CLAP's. The same file holds :class:`TimbrePrototypes`, a vector per
+family and named sound of the training catalogs, which let a text prompt search timbre vectors.
 
-Every feature is standardised with one fixed mean and spread per feature (:class:`TimbreScale`,
-fitted once on the training catalogs and shipped in ``index/models/timbre.json``), so a vector
-never depends on what else is in the store and cosine similarity weighs the features alike. The
-same file holds :class:`TimbrePrototypes`, a vector per family and named sound of the training
-catalogs (what tells that sound from the others), which let a text prompt ("kick") search
-timbre vectors too.
-
-We compute the features with librosa instead of adding a feature library: each is one librosa
-call, and their weighting is the only part of our own.
+Before timbre-v2 the vector was 105 hand-made statistics (MFCCs, spectral shape, envelope); the
+net finds the asked family among real recordings in 0.73 of the top 10 where they found 0.49
+(``index/models/timbre-net/TRAINING.md``). A store of timbre-v1 vectors must be re-indexed.
 
 >>> sr = 22050
 >>> t = np.arange(sr) / sr
->>> low, high = np.sin(2 * np.pi * 110 * t), np.sign(np.sin(2 * np.pi * 3000 * t))
->>> timbre_features(low, sr).shape == (TIMBRE_DIM,)
-True
->>> bool(timbre_features(high, sr)[N_MFCC * 2] > timbre_features(low, sr)[N_MFCC * 2])  # centroid
+>>> timbre_features(np.sin(2 * np.pi * 220 * t), sr).shape == (TIMBRE_DIM,)
 True
 """
 
@@ -36,84 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-TIMBRE_SR = 22050  # timbre lives below 11 kHz; a quarter of the work of 44.1 kHz
-N_FFT = 1024
-HOP = 256
-N_MELS = 64
-N_MFCC = 20
-MAX_SECONDS = 60.0  # a minute says all a descriptor can; longer stems are cut for speed
-SPECTRAL_ROWS = 11  # log centroid, log bandwidth, log flatness, 7 contrast bands, zero crossings
-# MFCC, spectral and MFCC-delta rows as weighted mean and spread, then 3 envelope numbers.
-TIMBRE_DIM = 2 * (N_MFCC + SPECTRAL_ROWS + N_MFCC) + 3
-TIMBRE_VERSION = "timbre-v1"  # a change to the features or the scale makes stored vectors stale
+from index.timbre_net import EMBED_DIM, shipped_net
+
+TIMBRE_DIM = EMBED_DIM
+TIMBRE_VERSION = "timbre-v2"  # a change to the net or the scale makes stored vectors stale
 MODEL_FILE = Path(__file__).resolve().parent / "models" / "timbre.json"
 
 
 def timbre_features(samples: np.ndarray, sr: int) -> np.ndarray:
-    """The raw (unscaled) :data:`TIMBRE_DIM` timbre features of a mono clip at ``sr``.
-
-    Loudness does not count (the clip is peak-normalised first); frames count by their energy,
-    so silence before and after a hit changes nothing but the envelope numbers.
-    """
-    import librosa
-
-    from audio.signal import resample
-
-    y = np.asarray(samples, dtype=np.float32)[: int(MAX_SECONDS * sr)]  # cut before resampling
-    y = resample(y, sr, TIMBRE_SR)
-    seconds = y.size / TIMBRE_SR
-    y = np.pad(y, (0, max(0, N_FFT - y.size)))
-    peak = float(np.max(np.abs(y)))
-    y = y / peak if peak > 0 else y
-    spectrum = np.abs(librosa.stft(y, n_fft=N_FFT, hop_length=HOP))
-    mel = librosa.feature.melspectrogram(S=spectrum**2, sr=TIMBRE_SR, n_mels=N_MELS)
-    mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel), n_mfcc=N_MFCC)
-    spectral = np.vstack(
-        [
-            np.log1p(librosa.feature.spectral_centroid(S=spectrum, sr=TIMBRE_SR)),
-            np.log1p(librosa.feature.spectral_bandwidth(S=spectrum, sr=TIMBRE_SR)),
-            np.log(librosa.feature.spectral_flatness(S=spectrum) + 1e-6),
-            librosa.feature.spectral_contrast(S=spectrum, sr=TIMBRE_SR),
-            librosa.feature.zero_crossing_rate(y, frame_length=N_FFT, hop_length=HOP),
-        ]
-    )
-    frames = min(mfcc.shape[1], spectral.shape[1])
-    mfcc, spectral = mfcc[:, :frames], spectral[:, :frames]
-    energy = librosa.feature.rms(S=spectrum, frame_length=N_FFT)[0, :frames]
-    weights = energy / energy.sum() if energy.sum() > 0 else np.full(frames, 1.0 / frames)
-    delta = np.diff(mfcc, axis=1, prepend=mfcc[:, :1])
-    return np.concatenate(
-        [
-            weighted_stats(mfcc, weights),
-            weighted_stats(spectral, weights),
-            weighted_stats(delta, weights),
-            envelope(energy, seconds),
-        ]
-    ).astype(np.float32)
-
-
-def weighted_stats(rows: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Each row's weighted mean, then each row's weighted standard deviation.
-
-    >>> weighted_stats(np.array([[1.0, 3.0]]), np.array([0.5, 0.5]))
-    array([2., 1.])
-    """
-    mean = rows @ weights
-    spread = np.sqrt(((rows - mean[:, None]) ** 2) @ weights)
-    return np.concatenate([mean, spread])
-
-
-def envelope(energy: np.ndarray, seconds: float) -> np.ndarray:
-    """Log length, time of the loudest frame (s) and the share of frames after it still above
-    a tenth of its energy (a hit decays at once, a pad sustains).
-
-    >>> envelope(np.array([0.0, 1.0, 0.5, 0.01]), 1.0).round(3).tolist()
-    [0.001, 0.012, 0.667]
-    """
-    loudest = int(np.argmax(energy))
-    tail = energy[loudest:]
-    sustain = float(np.mean(tail > 0.1 * energy[loudest])) if energy[loudest] > 0 else 0.0
-    return np.array([np.log(seconds + 1e-3), loudest * HOP / TIMBRE_SR, sustain])
+    """The raw (unscaled) :data:`TIMBRE_DIM` timbre features of a mono clip at ``sr``: the
+    shipped timbre net's embedding (:meth:`index.timbre_net.TimbreNet.embed_clip`). Loudness
+    does not count; silence before the first sound does not either."""
+    return shipped_net().embed_clip(samples, sr)
 
 
 @dataclass(frozen=True)

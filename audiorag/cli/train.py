@@ -95,6 +95,49 @@ def train_clap_command(
     console.print(f"use it: AUDIORAG_CLAP_MODEL={out}")
 
 
+@train_app.command("timbre-net")
+def train_timbre_net_command(
+    catalog: Annotated[
+        list[Path],
+        typer.Option(exists=True, file_okay=False, help="Training catalog; repeat for several."),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the net to.")] = Path(
+        "index/models/timbre-net"
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 16,
+    seed: int = 0,
+) -> None:
+    """Train the timbre net — the small CNN whose embedding is every item's timbre vector — on
+    training catalogs (never a held-out set). Refit the prototypes after it (`train timbre`)."""
+    import time
+
+    from rich.progress import Progress
+
+    from audiorag.training.fit_timbre import audio_files
+    from audiorag.training.train_timbre_net import train_timbre_net
+
+    started = time.perf_counter()
+    with Progress(console=console) as bar:
+        hearing = bar.add_task("hearing audio", total=len(audio_files(catalog)))
+        training = bar.add_task("training", total=epochs)
+
+        def on_file(path: Path, error: str | None) -> None:
+            if error:
+                console.print(f"[yellow]skipped {path}: {error}")
+            bar.advance(hearing)
+
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.update(training, advance=1, description=f"training (loss {loss:.3f})")
+
+        net = train_timbre_net(catalog, out, epochs=epochs, seed=seed, on_file=on_file,
+                               on_epoch=on_epoch)  # fmt: skip
+    console.print(
+        f"[green]timbre net trained in {(time.perf_counter() - started) / 60:.1f} min: "
+        f"{len(net.config.families)} families, {len(net.config.sounds)} sounds, in {out}"
+    )
+    console.print("now refit the prototypes on its embedding: audiorag train timbre --catalog …")
+
+
 @train_app.command("timbre")
 def train_timbre_command(
     catalog: Annotated[

@@ -206,8 +206,9 @@ class VectorQuery:
 
 
 # Bumped when the way a store records itself (sidecar / collection metadata) or its vectors
-# change. 2: ``timbre`` vectors (index.timbre, TIMBRE_VERSION timbre-v1).
-STORE_SCHEMA_VERSION = 2
+# change. 2: ``timbre`` vectors (index.timbre, TIMBRE_VERSION timbre-v1). 3: timbre vectors are
+# the timbre net's embedding (timbre-v2, 128 numbers instead of 105 statistics).
+STORE_SCHEMA_VERSION = 3
 
 
 class StaleSchema(EmbedderMismatch):
@@ -219,7 +220,7 @@ def check_schema(recorded: object, where: str) -> None:
     if recorded != STORE_SCHEMA_VERSION:
         raise StaleSchema(
             f"{where} has store schema {recorded}, this code reads {STORE_SCHEMA_VERSION} "
-            "(schema 2 added timbre vectors); re-index into a new store"
+            "(schema 3 hears timbre with the timbre net); re-index into a new store"
         )
 
 
