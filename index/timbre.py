@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from functools import cache
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.timbre_net import EMBED_DIM, shipped_net
+from index.timbre_net import EMBED_DIM, NET_FOLDER, shipped_net
 
 TIMBRE_DIM = EMBED_DIM
 TIMBRE_VERSION = "timbre-v2"  # a change to the net or the scale makes stored vectors stale
@@ -166,3 +167,14 @@ def timbre_vector(samples: np.ndarray, sr: int, scale: TimbreScale | None = None
     """The standardised timbre vector of a mono clip: what the store's ``timbre`` vectors hold.
     ``scale`` defaults to the shipped one."""
     return (scale or shipped_model().scale).apply(timbre_features(samples, sr))
+
+
+@cache
+def timbre_id() -> str:
+    """What makes the stored timbre vectors: the version, the net's weights and the scale. A
+    store records it and refuses vectors of another (a retrained net or a refitted scale), as it
+    refuses another embedder's; prototypes refitted with the scale kept leave it unchanged."""
+    digest = hashlib.sha256((NET_FOLDER / "model.safetensors").read_bytes())
+    scale = shipped_model().scale
+    digest.update(scale.mean.tobytes() + scale.std.tobytes())
+    return f"{TIMBRE_VERSION}@{digest.hexdigest()[:12]}"

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from index.store import (
+    STORE_SCHEMA_VERSION,
     Embedder,
     EmbedderMismatch,
     Filter,
@@ -34,7 +35,7 @@ from index.store import (
 )
 from index.store.client import ClientStore
 from index.store.edge import EdgeStore, HnswParams, StoreInUse
-from index.timbre import TIMBRE_DIM
+from index.timbre import TIMBRE_DIM, timbre_id
 
 DIM = 16
 EMB = Embedder("test-clap@1", DIM)
@@ -447,6 +448,22 @@ def test_a_store_of_an_older_schema_is_refused_with_what_to_do(tmp_path: Path) -
     )
     old.close()
     with pytest.raises(EmbedderMismatch, match=r"schema 1.*re-index into a new store"):
+        ClientStore.local(EMB, path=tmp_path / "local")
+
+
+def test_a_store_of_another_timbre_net_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    """Timbre vectors of another net (or scale) cannot be searched beside this one's."""
+    EdgeStore.open(EMB, tmp_path / "edge").close()
+    sidecar = tmp_path / "edge" / "store.json"
+    assert json.loads(sidecar.read_text())["timbre"] == timbre_id()
+    sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "timbre": "timbre-v2@old"}))
+    with pytest.raises(EmbedderMismatch, match=r"timbre-v2@old.*re-index into a new store"):
+        EdgeStore.open(EMB, tmp_path / "edge")
+    old = ClientStore.local(EMB, path=tmp_path / "local")
+    record = {"embedder": EMB.id, "dim": DIM, "schema": STORE_SCHEMA_VERSION, "timbre": "x"}
+    old.client.update_collection("audiorag", metadata={"audiorag": record})
+    old.close()
+    with pytest.raises(EmbedderMismatch, match=r"'x'.*re-index into a new store"):
         ClientStore.local(EMB, path=tmp_path / "local")
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol, Union
 
 import numpy as np
 
-from index.timbre import TIMBRE_DIM
+from index.timbre import TIMBRE_DIM, timbre_id
 
 VECTOR_NAMES: tuple[str, ...] = ("audio", "text", "timbre")
 
@@ -221,6 +221,27 @@ def check_schema(recorded: object, where: str) -> None:
         raise StaleSchema(
             f"{where} has store schema {recorded}, this code reads {STORE_SCHEMA_VERSION} "
             "(schema 3 hears timbre with the timbre net); re-index into a new store"
+        )
+
+
+def store_record(embedder: Embedder) -> dict[str, object]:
+    """What a new store records about the code that fills it."""
+    return {
+        "embedder": embedder.id,
+        "dim": embedder.dim,
+        "schema": STORE_SCHEMA_VERSION,
+        "timbre": timbre_id(),
+    }
+
+
+def check_record(record: dict, wanted: Embedder, where: str) -> None:
+    """Refuse a store whose schema, embedder or timbre vectors are not this code's."""
+    check_schema(record.get("schema"), where)
+    check_embedder(Embedder(record["embedder"], record["dim"]), wanted, where)
+    if record.get("timbre") != timbre_id():
+        raise StaleSchema(
+            f"{where} holds timbre vectors of {record.get('timbre')!r}, this code makes "
+            f"{timbre_id()!r} (another timbre net or scale); re-index into a new store"
         )
 
 

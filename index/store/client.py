@@ -27,7 +27,6 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from index.store import (
     FLOAT_FIELDS,
     KEYWORD_FIELDS,
-    STORE_SCHEMA_VERSION,
     Condition,
     Embedder,
     EmbedderMismatch,
@@ -41,10 +40,10 @@ from index.store import (
     ServerCollection,
     StoreUnavailable,
     VectorQuery,
-    check_embedder,
     check_points,
     check_query,
-    check_schema,
+    check_record,
+    store_record,
     unit_floats,
     vector_sizes,
 )
@@ -160,14 +159,9 @@ class ClientStore:
         if self.client.collection_exists(self.collection):
             self._check_recorded_embedder()
         else:
-            record = {
-                "embedder": self.embedder.id,
-                "dim": self.embedder.dim,
-                "schema": STORE_SCHEMA_VERSION,
-            }
             self.client.create_collection(
                 self.collection,
-                metadata={METADATA_KEY: record},
+                metadata={METADATA_KEY: store_record(self.embedder)},
                 **create_collection_kwargs(self.embedder.dim, self.layout),
             )
         self._ensure_payload_indexes()
@@ -179,8 +173,7 @@ class ClientStore:
         )
         if not record:
             raise EmbedderMismatch(f"{where} records no embedder (not made by audiorag?)")
-        check_schema(record.get("schema"), where)
-        check_embedder(Embedder(record["embedder"], record["dim"]), self.embedder, where)
+        check_record(record, self.embedder, where)
 
     def _ensure_payload_indexes(self) -> None:
         # Idempotent on a server, so done on every open: fields added to KEYWORD_FIELDS later

@@ -32,7 +32,6 @@ import qdrant_edge as qe
 from index.store import (
     FLOAT_FIELDS,
     KEYWORD_FIELDS,
-    STORE_SCHEMA_VERSION,
     Condition,
     Embedder,
     EmbedderMismatch,
@@ -43,10 +42,10 @@ from index.store import (
     Point,
     Range,
     VectorQuery,
-    check_embedder,
     check_points,
     check_query,
-    check_schema,
+    check_record,
+    store_record,
     unit_floats,
     vector_sizes,
 )
@@ -262,14 +261,12 @@ def _check_or_write_sidecar(path: Path, embedder: Embedder) -> None:
     if not sidecar.exists():
         if (path / SHARD_DIR).exists():
             raise EmbedderMismatch(f"{path / SHARD_DIR} exists but {sidecar} is missing")
-        record = {"embedder": embedder.id, "dim": embedder.dim, "schema": STORE_SCHEMA_VERSION}
+        record = store_record(embedder)
         tmp = sidecar.with_suffix(".tmp")
         tmp.write_text(json.dumps(record, indent=2) + "\n")
         os.replace(tmp, sidecar)  # atomic: a crash leaves either no sidecar or a whole one
         return
-    record = json.loads(sidecar.read_text())
-    check_schema(record.get("schema"), f"store {path}")
-    check_embedder(Embedder(record["embedder"], record["dim"]), embedder, f"store {path}")
+    check_record(json.loads(sidecar.read_text()), embedder, f"store {path}")
 
 
 def _edge_config(embedder: Embedder, hnsw: HnswParams) -> qe.EdgeConfig:
