@@ -13,6 +13,11 @@ prototypes are fitted as ``audiorag train timbre`` fits them but on the demo loo
 one-shots only (the features cached by ``timbre_dev_split.py``), so the development files are
 not among them; the stored vectors use the shipped scale. Each row is one choice of
 :data:`rag.search.RANKING_WEIGHTS` for ``text→timbre`` and ``clip→timbre``.
+
+Written for timbre-v1; its table in ``bench/README.md`` chose today's weights. With timbre-v2 the
+indexing workers describe with the shipped timbre net, which heard the development files in
+training, so this split would favour the timbre side: re-choosing the weights needs a net
+trained without them in the workers too (not done yet; ``index/models/timbre-net/TRAINING.md``).
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ long stem's length, median of repeats.
     nice -n 10 python bench/timbre_cost.py            # writes bench/results/timbre_cost.md
 
 The clips are at the indexer's CLAP rate (48 kHz), as ``index.prepare`` hands them over; the
-descriptor resamples to 22.05 kHz and reads at most 60 s.
+timbre net hears at most 8 windows of 1.5 s from the first sound, cut before resampling to
+22.05 kHz.
 """
 
 from __future__ import annotations

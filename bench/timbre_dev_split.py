@@ -12,6 +12,10 @@ query by example (P@5, same family) shows what the scale alone gives, and what e
 (:func:`audiorag.training.fit_timbre.query_metric`: shrinkage LDA over the named sounds or the
 families, the query mapped through ``W Wᵀ``) gives. Features are cached in
 ``--cache`` (a rerun with the same catalogs skips the ~10 min of describing).
+
+Written for timbre-v1 (the hand-made statistics); its table in ``bench/README.md`` is theirs.
+Since timbre-v2 the features are the shipped timbre net's, which heard the development files in
+training: the net's own split is ``bench/timbre_net_dev_split.py``.
 """
 
 from __future__ import annotations

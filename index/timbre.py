@@ -11,9 +11,9 @@ per dimension (:class:`TimbreScale`, fitted once on the training catalogs and sh
 fuses the timbre rankings with CLAP's. The same file holds :class:`TimbrePrototypes`, a vector per
 family and named sound of the training catalogs, which let a text prompt search timbre vectors.
 
-Before timbre-v2 the vector was 105 hand-made statistics (MFCCs, spectral shape, envelope); the
-net finds the asked family among real recordings in 0.73 of the top 10 where they found 0.49
-(``index/models/timbre-net/TRAINING.md``). A store of timbre-v1 vectors must be re-indexed.
+Before timbre-v2 the vector was 105 hand-made statistics (MFCCs, spectral shape, envelope);
+the net finds the asked family among real recordings in 0.70 of the top 10 where they found
+0.53 (``index/models/timbre-net/TRAINING.md``). A store of timbre-v1 vectors must be re-indexed.
 
 >>> sr = 22050
 >>> t = np.arange(sr) / sr
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from index.timbre_net import EMBED_DIM, NET_FOLDER, shipped_net
+from index.timbre_net import EMBED_DIM, net_fingerprint, shipped_net
 
 TIMBRE_DIM = EMBED_DIM
 TIMBRE_VERSION = "timbre-v2"  # a change to the net or the scale makes stored vectors stale
@@ -106,6 +106,7 @@ class TimbreModel:
     prototypes: TimbrePrototypes
     fitted_on: tuple[str, ...] = ()
     query_metric: np.ndarray | None = None
+    net: str = ""  # net_fingerprint of the timbre net whose embedding it was fitted on
 
     def example_query(self, vector: np.ndarray) -> np.ndarray:
         """The query vector for "sounds like this clip" from the clip's timbre vector.
@@ -138,6 +139,7 @@ class TimbreModel:
             TimbrePrototypes(vectors(record["families"]), vectors(record["sounds"])),
             tuple(record.get("fitted_on", ())),
             None if metric is None else np.asarray(metric, np.float32).reshape(TIMBRE_DIM, -1),
+            record.get("net", ""),
         )
 
     def save(self, path: Path) -> None:
@@ -147,6 +149,7 @@ class TimbreModel:
         record = {
             "version": TIMBRE_VERSION,
             "fitted_on": list(self.fitted_on),
+            "net": self.net,
             "mean": floats(self.scale.mean),
             "std": floats(self.scale.std),
             "families": {k: floats(v) for k, v in sorted(self.prototypes.families.items())},
@@ -160,7 +163,19 @@ class TimbreModel:
 @cache
 def shipped_model() -> TimbreModel:
     """The bundled timbre model (``index/models/timbre.json``), loaded once per process."""
-    return TimbreModel.load()
+    return on_shipped_net(TimbreModel.load(), MODEL_FILE)
+
+
+def on_shipped_net(model: TimbreModel, path: Path) -> TimbreModel:
+    """``model``, or a clear error when it was fitted on another timbre net than the bundled
+    one (the net retrained, the prototypes not refitted): its scale and prototypes would
+    measure another net's embedding."""
+    if model.net != net_fingerprint():
+        raise ValueError(
+            f"{path} was fitted on timbre net {model.net or '(unrecorded)'}, the bundled net "
+            f"is {net_fingerprint()}: refit it with `audiorag train timbre --catalog …`"
+        )
+    return model
 
 
 def timbre_vector(samples: np.ndarray, sr: int, scale: TimbreScale | None = None) -> np.ndarray:
@@ -174,7 +189,6 @@ def timbre_id() -> str:
     """What makes the stored timbre vectors: the version, the net's weights and the scale. A
     store records it and refuses vectors of another (a retrained net or a refitted scale), as it
     refuses another embedder's; prototypes refitted with the scale kept leave it unchanged."""
-    digest = hashlib.sha256((NET_FOLDER / "model.safetensors").read_bytes())
     scale = shipped_model().scale
-    digest.update(scale.mean.tobytes() + scale.std.tobytes())
+    digest = hashlib.sha256(net_fingerprint().encode() + scale.mean.tobytes() + scale.std.tobytes())
     return f"{TIMBRE_VERSION}@{digest.hexdigest()[:12]}"

@@ -246,7 +246,7 @@ def text_timbre(text: str) -> np.ndarray | None:
     nothing of genre or mood, and ranking by it would bury "techno" among all drums.
 
     >>> text_timbre("kick sample").shape, text_timbre("techno drums"), text_timbre("nice")
-    ((105,), None, None)
+    ((128,), None, None)
     """
     label = label_words(words(text))
     if label is None or not names_only_a_sound(text):

@@ -96,6 +96,18 @@ def test_model_file_round_trip_and_refuses_another_version(tmp_path):
         TimbreModel.load(tmp_path / "old.json")
 
 
+def test_a_model_fitted_on_another_timbre_net_is_refused(tmp_path):
+    from index.timbre import on_shipped_net
+    from index.timbre_net import net_fingerprint
+
+    shipped = shipped_model()
+    assert shipped.net == net_fingerprint()  # the bundled model was fitted on the bundled net
+    stale = TimbreModel(shipped.scale, shipped.prototypes, shipped.fitted_on, None, "0123456789ab")
+    stale.save(tmp_path / "timbre.json")
+    with pytest.raises(ValueError, match=r"0123456789ab.*audiorag train timbre"):
+        on_shipped_net(TimbreModel.load(tmp_path / "timbre.json"), tmp_path / "timbre.json")
+
+
 def test_fit_on_a_catalog_names_what_it_skips(demo_catalog, tmp_path):
     from audiorag.training.fit_timbre import fit_timbre_model
 

@@ -16,9 +16,10 @@ held-out set.
 The timbre vectors are the timbre net's embedding (:mod:`index.timbre_net`; train the net first,
 ``audiorag train timbre-net``). A query metric (:func:`query_metric`, a shrinkage LDA over the
 named sounds that a reference clip's vector is mapped through) helped the hand-made statistics
-of timbre-v1 (development split: same family by example 0.599 → 0.624) and does not help the
-net's embedding (0.653 → 0.641–0.646 at every shrinkage from 0.1 to 0.9), which was trained to
-tell those sounds apart already; it is fitted only when asked (``metric_shrinkage``).
+of timbre-v1 (development split: same family by example 0.599 → 0.624) and not the net's
+embedding (0.628 → 0.629 / 0.623 / 0.602 at shrinkage 0.1 / 0.5 / 0.9:
+``bench/timbre_net_dev_split.py``), which was trained to tell those sounds apart already; it
+is fitted only when asked (``metric_shrinkage``).
 
 Why weight vectors and not class means: a class mean is pulled to what most of its files share
 — for "drums" the loops of the demo catalog, for "kick" the two SoundFonts' kicks — while the
@@ -45,6 +46,7 @@ from audiorag.democatalog.augment import recording_chain
 from index.manifest import find_manifest, load_manifest
 from index.names import name_label
 from index.timbre import TimbreModel, TimbrePrototypes, TimbreScale, timbre_features
+from index.timbre_net import net_fingerprint
 
 MIN_EXAMPLES = 5  # fewer files make a prototype of one recording, not of a sound
 # Shrinkage of the query metric's LDA that timbre-v1 used (bench/timbre_dev_split.py)
@@ -257,6 +259,7 @@ def fit_timbre_model(
         None
         if metric_shrinkage is None
         else query_metric(vectors, described.sound, described.file, metric_shrinkage),
+        net_fingerprint(),
     )
     model.save(out)
     return model, int(as_is.sum())

@@ -33,7 +33,7 @@ def vector_sizes(dim: int) -> dict[str, int]:
     """Each named vector's length in a store whose CLAP makes ``dim``-d vectors.
 
     >>> vector_sizes(512)
-    {'audio': 512, 'text': 512, 'timbre': 105}
+    {'audio': 512, 'text': 512, 'timbre': 128}
     """
     return {"audio": dim, "text": dim, "timbre": TIMBRE_DIM}
 
