@@ -20,19 +20,15 @@ Fit it on training catalogs only, never on a held-out set.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from audio.decode import decode_audio
-from audiorag.training.fit_timbre import audio_files, file_labels, well_stated
-from index.manifest import find_manifest, load_manifest
+from audiorag.training.fit_timbre import RECORDED_VIEWS, describe_files, well_stated
 from index.timbre_net import TOP_DB, TimbreNet, TimbreNetConfig, timbre_mel
 
-RECORDED_VIEWS = 2
 EPOCHS = 16
 BATCH = 64
 PEAK_LR = 3e-3
@@ -41,56 +37,10 @@ LABEL_SMOOTHING = 0.1
 NO_SOUND = -100  # cross-entropy's ignore index: the file names no sound
 
 
-@dataclass(frozen=True)
-class HeardFiles:
-    """First windows of the training files, a row per view, with each row's labels."""
-
-    mels: np.ndarray  # (rows, mels, frames) float16 dB
-    family: list[str | None]
-    sound: list[str | None]
-    file: list[int]
-
-
-def hear_files(
-    catalogs: Sequence[Path],
-    *,
-    recorded_views: int = RECORDED_VIEWS,
-    seed: int = 0,
-    on_file: Callable[[Path, str | None], None] = lambda path, error: None,
-) -> HeardFiles:
-    """Every audio file of ``catalogs`` as it is and through ``recorded_views`` recording chains.
-    ``on_file(path, error)`` follows each file (error: why it was skipped, else None)."""
-    from audiorag.democatalog.augment import recording_chain
-
-    families: dict[Path, dict[str, str]] = {}
-    for catalog in map(Path, catalogs):
-        manifest = find_manifest(catalog)
-        entries = load_manifest(manifest).entries if manifest else {}
-        families[catalog] = {p: e.meta.instrument for p, e in entries.items() if e.meta.instrument}
-    rng = np.random.default_rng(seed)
-    mels, family_of, sound_of, file_of = [], [], [], []
-    for number, (catalog, path) in enumerate(audio_files(catalogs)):
-        try:
-            audio = decode_audio(path)
-            clip = audio.mono()
-            views = [timbre_mel(clip, audio.sr)[0]]
-        except ValueError as err:  # undecodable, empty, too long: skipped, named
-            on_file(path, str(err))
-            continue
-        for _ in range(recorded_views):
-            try:
-                views.append(timbre_mel(recording_chain(clip, audio.sr, rng), audio.sr)[0])
-            except Exception:  # an augmentation is optional; the file itself is not lost
-                continue
-        family, sound = file_labels(catalog, path, families[catalog])
-        mels += [v.astype(np.float16) for v in views]
-        family_of += [family] * len(views)
-        sound_of += [sound] * len(views)
-        file_of += [number] * len(views)
-        on_file(path, None)
-    if not mels:
-        raise ValueError(f"no decodable audio under {', '.join(map(str, catalogs))}")
-    return HeardFiles(np.stack(mels), family_of, sound_of, file_of)
+def first_window(clip: np.ndarray, sr: int) -> np.ndarray:
+    """The window a training file is heard as: the first of :func:`index.timbre_net.timbre_mel`
+    (its first sound and 1.5 s after it), in float16 to halve the memory of 7,500 of them."""
+    return timbre_mel(clip, sr)[0].astype(np.float16)
 
 
 def augment(mels: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
@@ -124,11 +74,14 @@ def train_timbre_net(
     on_file: Callable[[Path, str | None], None] = lambda path, error: None,
     on_epoch: Callable[[int, float], None] = lambda epoch, loss: None,
 ) -> TimbreNet:
-    """Hear the catalogs (:func:`hear_files`), train the net and save it to the folder ``out``.
+    """Hear the catalogs (:func:`audiorag.training.fit_timbre.describe_files` with
+    :func:`first_window`), train the net and save it to the folder ``out``.
     ``on_epoch(epoch, mean loss)`` follows each epoch."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    heard = hear_files(catalogs, recorded_views=recorded_views, seed=seed, on_file=on_file)
+    heard = describe_files(
+        catalogs, recorded_views=recorded_views, seed=seed, on_file=on_file, features=first_window
+    )  # the files and views the prototypes are fitted on, each as its first window
     families = well_stated(heard.family, heard.file)
     sounds = well_stated(heard.sound, heard.file)
     if len(families) < 2:
@@ -138,7 +91,7 @@ def train_timbre_net(
     sound = np.array(
         [sounds.index(s) if s in sounds else NO_SOUND for s in np.array(heard.sound)[keep]]
     )
-    mels = torch.from_numpy(heard.mels[keep].astype(np.float32))
+    mels = torch.from_numpy(heard.features[keep].astype(np.float32))
     net = TimbreNet(
         TimbreNetConfig(
             tuple(families), tuple(sounds), tuple(Path(c).name for c in catalogs), epochs, seed
