@@ -25,22 +25,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
-from index.timbre_net import EMBED_DIM, net_fingerprint, shipped_net
+from index.timbre_net import EMBED_DIM, net_fingerprint, net_folder, shipped_net
 
 TIMBRE_DIM = EMBED_DIM
 TIMBRE_VERSION = "timbre-v2"  # a change to the net or the scale makes stored vectors stale
-MODEL_FILE = Path(__file__).resolve().parent / "models" / "timbre.json"
+MODEL_FILE = Path(__file__).resolve().parent / "models" / "timbre.json"  # the bundled model
+MODEL_ENV = "AUDIORAG_TIMBRE_MODEL"  # a timbre.json `audiorag train timbre --out` wrote
+
+
+def model_file() -> Path:
+    """The timbre model in use: the file ``$AUDIORAG_TIMBRE_MODEL`` names, else the bundled
+    ``index/models/timbre.json``. Like the net (:func:`index.timbre_net.net_folder`) it is read
+    from the environment, so indexing workers and search agree."""
+    named = os.environ.get(MODEL_ENV)
+    if not named:
+        return MODEL_FILE
+    if not Path(named).is_file():
+        raise FileNotFoundError(f"{MODEL_ENV}={named}: no such timbre model file")
+    return Path(named)
 
 
 def timbre_features(samples: np.ndarray, sr: int) -> np.ndarray:
     """The raw (unscaled) :data:`TIMBRE_DIM` timbre features of a mono clip at ``sr``: the
-    shipped timbre net's embedding (:meth:`index.timbre_net.TimbreNet.embed_clip`). Loudness
+    timbre net in use's embedding (:meth:`index.timbre_net.TimbreNet.embed_clip`). Loudness
     does not count; silence before the first sound does not either."""
     return shipped_net().embed_clip(samples, sr)
 
@@ -122,8 +136,10 @@ class TimbreModel:
         return (np.asarray(vector, np.float32) @ metric @ metric.T).astype(np.float32)
 
     @classmethod
-    def load(cls, path: Path = MODEL_FILE) -> TimbreModel:
-        record = json.loads(Path(path).read_text())
+    def load(cls, path: Path | None = None) -> TimbreModel:
+        """The model saved at ``path`` (default: :func:`model_file`)."""
+        path = Path(path) if path is not None else model_file()
+        record = json.loads(path.read_text())
         if record.get("version") != TIMBRE_VERSION or len(record["mean"]) != TIMBRE_DIM:
             raise ValueError(f"{path} holds a {record.get('version')} timbre model; this code "
                              f"makes {TIMBRE_VERSION} ({TIMBRE_DIM} features)")  # fmt: skip
@@ -160,20 +176,28 @@ class TimbreModel:
         Path(path).write_text(json.dumps(record) + "\n")
 
 
-@cache
 def shipped_model() -> TimbreModel:
-    """The bundled timbre model (``index/models/timbre.json``), loaded once per process."""
-    return on_shipped_net(TimbreModel.load(), MODEL_FILE)
+    """The timbre model in use (:func:`model_file`: the bundled one unless
+    ``$AUDIORAG_TIMBRE_MODEL`` names another), loaded once per process and file."""
+    return on_shipped_net(_loaded_model(model_file()), model_file())
+
+
+@cache
+def _loaded_model(path: Path) -> TimbreModel:
+    return TimbreModel.load(path)
 
 
 def on_shipped_net(model: TimbreModel, path: Path) -> TimbreModel:
-    """``model``, or a clear error when it was fitted on another timbre net than the bundled
-    one (the net retrained, the prototypes not refitted): its scale and prototypes would
+    """``model``, or a clear error when it was fitted on another timbre net than the one in
+    use (the net retrained, the prototypes not refitted; or only one of
+    ``$AUDIORAG_TIMBRE_NET`` / ``$AUDIORAG_TIMBRE_MODEL`` set): its scale and prototypes would
     measure another net's embedding."""
     if model.net != net_fingerprint():
         raise ValueError(
-            f"{path} was fitted on timbre net {model.net or '(unrecorded)'}, the bundled net "
-            f"is {net_fingerprint()}: refit it with `audiorag train timbre --catalog …`"
+            f"{path} was fitted on timbre net {model.net or '(unrecorded)'}, the net in use "
+            f"({net_folder()}) is {net_fingerprint()}: refit it on that net with "
+            "`audiorag train timbre --catalog …`, or set AUDIORAG_TIMBRE_NET and "
+            "AUDIORAG_TIMBRE_MODEL to a matching pair"
         )
     return model
 
@@ -184,7 +208,6 @@ def timbre_vector(samples: np.ndarray, sr: int, scale: TimbreScale | None = None
     return (scale or shipped_model().scale).apply(timbre_features(samples, sr))
 
 
-@cache
 def timbre_id() -> str:
     """What makes the stored timbre vectors: the version, the net's weights and the scale. A
     store records it and refuses vectors of another (a retrained net or a refitted scale), as it

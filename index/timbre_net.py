@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -43,7 +44,8 @@ MAX_WINDOWS = 8  # a 12 s stretch says what a longer stem sounds like
 TOP_DB = 80.0
 WINDOW_MIN_DB = -20.0  # a window this far below the loudest one is silence or a tail
 EMBED_DIM = 128
-NET_FOLDER = Path(__file__).resolve().parent / "models" / "timbre-net"
+NET_FOLDER = Path(__file__).resolve().parent / "models" / "timbre-net"  # the bundled net
+NET_ENV = "AUDIORAG_TIMBRE_NET"  # a folder `audiorag train timbre-net` wrote, used instead
 ONSET_LEVEL = 0.01  # of the peak: where a clip's first sound begins (no pre-roll: a hit that
 # starts at the file's first sample and the same hit after silence must give the same windows)
 
@@ -154,10 +156,11 @@ class TimbreNet(nn.Module):
         (folder / "config.json").write_text(json.dumps(asdict(self.config), indent=1) + "\n")
 
     @classmethod
-    def load(cls, folder: Path = NET_FOLDER) -> TimbreNet:
+    def load(cls, folder: Path | None = None) -> TimbreNet:
+        """The net saved in ``folder`` (default: :func:`net_folder`)."""
         from safetensors.torch import load_file
 
-        folder = Path(folder)
+        folder = Path(folder) if folder is not None else net_folder()
         record = json.loads((folder / "config.json").read_text())
         config = TimbreNetConfig(
             **{k: tuple(v) if isinstance(v, list) else v for k, v in record.items()}
@@ -167,13 +170,41 @@ class TimbreNet(nn.Module):
         return net.eval()
 
 
-@cache
-def net_fingerprint(folder: Path = NET_FOLDER) -> str:
-    """The first 12 hex digits of the SHA-256 of a saved net's weights."""
-    return hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:12]
+def net_folder() -> Path:
+    """The timbre net in use: the folder ``$AUDIORAG_TIMBRE_NET`` names (one that
+    ``audiorag train timbre-net --out`` wrote), else the bundled ``index/models/timbre-net``.
+    It is read from the environment, which every indexing process inherits, so workers and the
+    process that searches hear with the same net. Pair it with ``$AUDIORAG_TIMBRE_MODEL``
+    (prototypes fitted on it: :func:`index.timbre.model_file`)."""
+    named = os.environ.get(NET_ENV)
+    if not named:
+        return NET_FOLDER
+    folder = Path(named)
+    if not (folder / "model.safetensors").is_file() or not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{NET_ENV}={named}: no timbre net there (model.safetensors + config.json, as "
+            "`audiorag train timbre-net --out` writes them)"
+        )
+    return folder
+
+
+def net_fingerprint(folder: Path | None = None) -> str:
+    """The first 12 hex digits of the SHA-256 of a saved net's weights (default: the net in
+    use, :func:`net_folder`)."""
+    return _fingerprint(Path(folder) if folder is not None else net_folder())
 
 
 @cache
+def _fingerprint(folder: Path) -> str:
+    return hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()[:12]
+
+
 def shipped_net() -> TimbreNet:
-    """The bundled timbre net (``index/models/timbre-net``), loaded once per process."""
-    return TimbreNet.load()
+    """The timbre net in use (:func:`net_folder`: the bundled one unless
+    ``$AUDIORAG_TIMBRE_NET`` names another), loaded once per process and folder."""
+    return _loaded_net(net_folder())
+
+
+@cache
+def _loaded_net(folder: Path) -> TimbreNet:
+    return TimbreNet.load(folder)

@@ -108,6 +108,44 @@ def test_a_model_fitted_on_another_timbre_net_is_refused(tmp_path):
         on_shipped_net(TimbreModel.load(tmp_path / "timbre.json"), tmp_path / "timbre.json")
 
 
+def test_another_net_and_its_model_are_used_from_the_environment(
+    demo_catalog, tmp_path, monkeypatch
+):
+    """A user trains a net on their own catalog (`train timbre-net --out`), fits prototypes on
+    it (`train timbre --net`) and indexes with both named in the environment."""
+    import torch
+    from typer.testing import CliRunner
+
+    from audiorag.cli.app import app
+    from index.timbre import MODEL_ENV, timbre_id
+    from index.timbre_net import NET_ENV, TimbreNet, net_fingerprint, shipped_net
+
+    bundled_id = timbre_id()
+    torch.manual_seed(1)
+    TimbreNet(shipped_net().config).save(tmp_path / "net")
+    monkeypatch.setenv(NET_ENV, "")  # restored after the test: `--net` sets it in-process
+    result = CliRunner().invoke(
+        app, ["train", "timbre", "--net", str(tmp_path / "net"), "--catalog",
+              str(demo_catalog), "--out", str(tmp_path / "timbre.json")],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert TimbreModel.load(tmp_path / "timbre.json").net == net_fingerprint(tmp_path / "net")
+
+    monkeypatch.setenv(NET_ENV, str(tmp_path / "net"))
+    with pytest.raises(ValueError, match="AUDIORAG_TIMBRE_MODEL"):  # the bundled prototypes
+        shipped_model()
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "timbre.json"))
+    assert shipped_model().net == net_fingerprint()
+    assert timbre_id() != bundled_id  # a store of the bundled net's vectors refuses these
+    clip = hit("kick")
+    np.testing.assert_allclose(
+        timbre_features(clip, SR), TimbreNet.load(tmp_path / "net").embed_clip(clip, SR)
+    )
+    monkeypatch.setenv(NET_ENV, str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match=r"AUDIORAG_TIMBRE_NET=.*missing"):
+        net_fingerprint()
+
+
 def test_fit_on_a_catalog_names_what_it_skips(demo_catalog, tmp_path):
     from audiorag.training.fit_timbre import fit_timbre_model
 

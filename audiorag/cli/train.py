@@ -115,6 +115,7 @@ def train_timbre_net_command(
 
     from audiorag.training.fit_timbre import audio_files
     from audiorag.training.train_timbre_net import train_timbre_net
+    from index.timbre_net import NET_FOLDER
 
     started = time.perf_counter()
     with Progress(console=console) as bar:
@@ -135,7 +136,14 @@ def train_timbre_net_command(
         f"[green]timbre net trained in {(time.perf_counter() - started) / 60:.1f} min: "
         f"{len(net.config.families)} families, {len(net.config.sounds)} sounds, in {out}"
     )
-    console.print("now refit the prototypes on its embedding: audiorag train timbre --catalog …")
+    if out.resolve() == NET_FOLDER:
+        console.print("now refit the prototypes on it: audiorag train timbre --catalog …")
+    else:
+        console.print(
+            f"now fit prototypes on it: audiorag train timbre --net {out} --catalog … --out "
+            f"MODEL.json; then index and search with AUDIORAG_TIMBRE_NET={out} "
+            "AUDIORAG_TIMBRE_MODEL=MODEL.json (into a new store)"
+        )
 
 
 @train_app.command("timbre")
@@ -156,11 +164,26 @@ def train_timbre_command(
             "stored stay valid.",
         ),
     ] = None,
+    net: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="Fit on this timbre net (a `train timbre-net --out` folder) instead of the one "
+            "in use (AUDIORAG_TIMBRE_NET, else the bundled net).",
+        ),
+    ] = None,
 ) -> None:
-    """Fit the timbre model — the descriptors' per-feature scale, each family's and named
-    sound's prototype and the query-by-example metric — on training catalogs (never a held-out
-    set)."""
+    """Fit the timbre model — the net embedding's per-dimension scale and each family's and
+    named sound's prototype — on training catalogs (never a held-out set)."""
+    import os
+
     from rich.progress import Progress
+
+    from index.timbre_net import NET_ENV
+
+    if net is not None:  # before any net is loaded; describing workers inherit it
+        os.environ[NET_ENV] = str(net.resolve())
 
     from audiorag.training.fit_timbre import audio_files, fit_timbre_model
     from index.timbre import TimbreModel
