@@ -1,23 +1,23 @@
 """How much the timbre rankings weigh in fused search, chosen on a development split.
 
-    python bench/timbre_dev_split.py --train /tmp/train/demo --train /tmp/train/oneshots \
-        --dev /tmp/train/samples                      # first: caches the features
-    python bench/fusion_weights_dev.py --dev /tmp/train/samples   # ~20 min; writes
-                                                      # bench/results/fusion_weights_dev.md
+    audiorag train timbre-net --catalog /tmp/train/demo --catalog /tmp/train/oneshots \
+        --out /tmp/devnet/net                                  # ~7 min: a net without them
+    audiorag train timbre --net /tmp/devnet/net --catalog /tmp/train/demo \
+        --catalog /tmp/train/oneshots --out /tmp/devnet/timbre.json
+    python bench/fusion_weights_dev.py --dev /tmp/train/samples --net /tmp/devnet/net \
+        --model /tmp/devnet/timbre.json      # ~10 min; writes bench/results/fusion_weights_dev.md
 
 The real sample packs (``audiorag catalog sample-packs``) become a labelled real set in the
 format of ``audiorag eval retrieval --real`` (labels from their manifest; the copy's manifest
-keeps only the licences), and are evaluated with names hidden (only the bundled CLAP and the
-timbre side can find anything) and with their names (what most libraries look like). The
-prototypes are fitted as ``audiorag train timbre`` fits them but on the demo loops and
-one-shots only (the features cached by ``timbre_dev_split.py``), so the development files are
-not among them; the stored vectors use the shipped scale. Each row is one choice of
-:data:`rag.search.RANKING_WEIGHTS` for ``text→timbre`` and ``clip→timbre``.
-
-Written for timbre-v1; its table in ``bench/README.md`` chose today's weights. With timbre-v2 the
-indexing workers describe with the shipped timbre net, which heard the development files in
-training, so this split would favour the timbre side: re-choosing the weights needs a net
-trained without them in the workers too (not done yet; ``index/models/timbre-net/TRAINING.md``).
+keeps only the licences). The shipped timbre net heard them in training, so the split uses a
+net and prototypes fitted on the demo loops and one-shot renders only, named by
+``AUDIORAG_TIMBRE_NET`` / ``AUDIORAG_TIMBRE_MODEL`` for this process and its indexing workers.
+The set is indexed twice, with names hidden (only the bundled CLAP and the timbre side can find
+anything) and with its names (what most libraries look like), and each store is searched under
+every weight of :data:`rag.search.RANKING_WEIGHTS` tried: a prompt's timbre ranking beside
+files named as asked (``text→timbre``) and where none is (``TEXT_TIMBRE_WEIGHT_UNNAMED``), and
+a reference clip's (``clip→timbre``). Text measures depend only on the text weights, by-example
+only on the clip's, so each is varied alone.
 """
 
 from __future__ import annotations
@@ -25,27 +25,41 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import sys
+import time
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rag.search as search  # noqa: E402
-from audiorag.evaluation.eval_retrieval import evaluate_real  # noqa: E402
-from audiorag.training import fit_timbre  # noqa: E402
+from audiorag.democatalog.captions import fix_articles  # noqa: E402
+from audiorag.democatalog.gm_names import FAMILY_WORDS, ONE_SHOT_TYPES, TYPE_WORDS  # noqa: E402
+from audiorag.evaluation.eval_retrieval import (  # noqa: E402
+    REAL_MIN_ITEMS,
+    REAL_QUERIES,
+    anonymised_copy,
+    fused_example_precision,
+    fused_ranked_precision,
+    index_heldout,
+    real_labels,
+    stem_points,
+)
 from index.clap import BUNDLED_CLAP, ClapEmbedder  # noqa: E402
-from index.timbre import TimbreModel, TimbrePrototypes, shipped_model  # noqa: E402
+from index.ingest import SilentProgress  # noqa: E402
+from index.store import VectorStore  # noqa: E402
+from index.timbre import MODEL_ENV  # noqa: E402
+from index.timbre_net import NET_ENV  # noqa: E402
 
-ONE_SHOT_TYPES = {"kick", "snare", "hi-hat", "clap", "tom", "cymbal", "rim", "percussion"}
-# (prompt's timbre weight, reference's timbre weight), each the same with and without names;
-# None: as shipped (rag.search: 2 beside files named as asked, 3 where none is; reference 1).
-WEIGHTS: list[tuple[float, float] | None] = [
-    (1.0, 1.0), (2.0, 1.0), (3.0, 1.0), (4.0, 1.0), (8.0, 1.0), (2.0, 2.0), None,
-]  # fmt: skip
+TEXT_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
+CLIP_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 8.0, 16.0)
+DRUM_TYPES = {"kick", "snare", "hi-hat", "clap", "tom", "cymbal", "rim", "percussion"}
+SHIPPED = (search.TEXT_TIMBRE_WEIGHT, search.TEXT_TIMBRE_WEIGHT_UNNAMED,
+           search.RANKING_WEIGHTS.get("clip→timbre", 1.0))  # fmt: skip
 
 
 def labelled_copy(catalog: Path, out: Path) -> int:
@@ -63,82 +77,107 @@ def labelled_copy(catalog: Path, out: Path) -> int:
             shutil.copy(catalog / entry["path"], out / entry["path"])
             licences.write(json.dumps({"path": entry["path"], "licence": entry["licence"]}) + "\n")
             sound = meta.get("sound") or ""
-            kind = sound if meta["instrument"] == "drums" and sound in ONE_SHOT_TYPES else ""
+            kind = sound if meta["instrument"] == "drums" and sound in DRUM_TYPES else ""
             rows.append([entry["path"], meta["instrument"], kind, meta.get("source", "")])
     with (out / "labels.csv").open("w", newline="") as f:
         csv.writer(f).writerows([["path", "family", "one_shot_type", "source"], *rows])
     return len(rows)
 
 
-def dev_model(cache: Path) -> TimbreModel:
-    """The shipped scale with prototypes fitted on the cached training features only."""
-    cached = np.load(cache)
-    scale = shipped_model().scale
-    vectors = scale.apply(cached["train_x"])
-    files = cached["train_file"]
-    return TimbreModel(
-        scale,
-        TimbrePrototypes(
-            fit_timbre.prototypes(vectors, list(cached["train_family"]), files),
-            fit_timbre.prototypes(vectors, list(cached["train_sound"]), files),
-        ),
-        ("demo", "oneshots"),
-    )
+def weighted(text: float, unnamed: float, clip: float) -> None:
+    """Set the fusion weights :mod:`rag.search` reads at every search."""
+    search.RANKING_WEIGHTS["text→timbre"] = text
+    search.TEXT_TIMBRE_WEIGHT_UNNAMED = unnamed
+    search.RANKING_WEIGHTS["clip→timbre"] = clip
+
+
+def measure(store: VectorStore, embedder: ClapEmbedder, folder: Path) -> dict[str, Callable]:
+    """The three fused measures of ``audiorag eval retrieval --real`` on an indexed store, each
+    a function to call once the weights are set."""
+    labels = real_labels(folder)
+    points = [p for p in stem_points(store) if p.payload["path"] in labels]
+    labelled = {p.payload["path"]: labels[p.payload["path"]] for p in points}
+    family_count = Counter(label["family"] for label in labelled.values())
+    type_count = Counter(label["one_shot_type"] for label in labelled.values())
+    families = sorted(f for f, n in family_count.items() if n >= REAL_MIN_ITEMS)
+    types = [t for t in ONE_SHOT_TYPES if type_count[t] >= REAL_MIN_ITEMS]
+
+    def mean_precision(key: str, words: dict[str, tuple[str, ...]], wanted: list[str]) -> float:
+        def texts(label: str) -> list[str]:
+            return [fix_articles(q.format(word=w)) for w in words[label] for q in REAL_QUERIES]
+
+        where = {"key": key, "k": 10}
+        scores = [
+            fused_ranked_precision(store, embedder, labelled, texts(label), wanted=label, **where)
+            for label in wanted
+        ]
+        return sum(scores) / len(scores)
+
+    def by_example() -> float:
+        family_of = {path: label["family"] for path, label in labelled.items()}
+        return fused_example_precision(store, embedder, folder, points, family_of, k=5)["value"]
+
+    return {
+        "family": lambda: mean_precision("family", FAMILY_WORDS, families),
+        "type": lambda: mean_precision("one_shot_type", TYPE_WORDS, types),
+        "example": by_example,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dev", type=Path, required=True, help="sample-packs catalog")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/timbre_dev_split.npz"))
+    parser.add_argument("--net", type=Path, required=True, help="a net trained without --dev")
+    parser.add_argument("--model", type=Path, required=True, help="prototypes fitted on it")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fusion_weights_dev"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/fusion_weights_dev.md")
     args = parser.parse_args()
+    os.environ[NET_ENV], os.environ[MODEL_ENV] = str(args.net.resolve()), str(args.model.resolve())
+    started = time.perf_counter()
     files = labelled_copy(args.dev, args.workdir / "real")
-    model = dev_model(args.cache)
-    search.shipped_model = lambda: model  # prompts' prototypes: the dev model's (main process)
     embedder = ClapEmbedder.from_pretrained(BUNDLED_CLAP)
-    rows = []
-    measures = ("text_instrument_p10", "one_shot_type_p10", "example_family_p5")
-    shipped = dict(search.RANKING_WEIGHTS), search.TEXT_TIMBRE_WEIGHT_UNNAMED
-    for weights in WEIGHTS:
-        search.RANKING_WEIGHTS.clear()
-        search.RANKING_WEIGHTS.update(shipped[0])
-        search.TEXT_TIMBRE_WEIGHT_UNNAMED = shipped[1]
-        if weights is not None:
-            search.RANKING_WEIGHTS["text→timbre"] = search.TEXT_TIMBRE_WEIGHT_UNNAMED = weights[0]
-            search.RANKING_WEIGHTS["clip→timbre"] = weights[1]
-        figures = []
-        for hide_names in (True, False):
-            work = args.workdir / "work"
-            result = evaluate_real(
-                args.workdir / "real", embedder, workdir=work, hide_names=hide_names
-            )
-            figures += [f"{result['measures'][name]['fused_search']:.3f}" for name in measures]
-        named, unnamed = shipped[0]["text→timbre"], shipped[1]
-        chosen = (
-            f"{named:g} named / {unnamed:g} unnamed (shipped) | "
-            f"{shipped[0].get('clip→timbre', 1.0):g}"
-            if weights is None
-            else "{:g} | {:g}".format(*weights)
-        )
-        rows.append(f"| {chosen} | " + " | ".join(figures) + " |")
-        print(rows[-1], flush=True)
-    m = result["measures"]
-    alone = " / ".join(
-        f"{m[name][side]:.3f}" for side in ("value", "timbre_only") for name in measures
-    )
+    text_rows: dict[float, list[str]] = {w: [] for w in TEXT_WEIGHTS}
+    clip_rows: dict[float, list[str]] = {w: [] for w in CLIP_WEIGHTS}
+    for hide_names in (True, False):
+        folder = args.workdir / "real"
+        if hide_names:
+            folder = anonymised_copy(folder, args.workdir / "anonymised")
+        work = args.workdir / ("hidden" if hide_names else "named")
+        store, _ = index_heldout(folder, embedder, work, SilentProgress())
+        try:
+            measures = measure(store, embedder, folder)
+            for w in TEXT_WEIGHTS:  # names hidden: no file is named as asked, so "unnamed"
+                weighted(SHIPPED[0] if hide_names else w, w, SHIPPED[2])
+                text_rows[w] += [f"{measures['family']():.3f}", f"{measures['type']():.3f}"]
+                print(w, text_rows[w], file=sys.stderr, flush=True)
+            for w in CLIP_WEIGHTS:
+                weighted(*SHIPPED[:2], w)
+                clip_rows[w].append(f"{measures['example']():.3f}")
+                print(w, clip_rows[w], file=sys.stderr, flush=True)
+        finally:
+            store.close()
+    weighted(*SHIPPED)
     table = "\n".join(
         [
-            f"Fused search on {files} real sample-pack files (prototypes fitted on demo + "
-            "one-shots only), names hidden and as shipped.",
+            f"Fused search on {files} real sample-pack files; timbre net and prototypes fitted "
+            "on the demo loops and one-shot renders only "
+            f"({(time.perf_counter() - started) / 60:.0f} min).",
             "",
-            "| text→timbre weight | clip→timbre weight | hidden: family P@10 | hidden: one-shot "
-            "type P@10 | hidden: by example P@5 | named: family P@10 | named: one-shot type "
-            "P@10 | named: by example P@5 |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
+            "A prompt's timbre weight: names hidden, it is the weight where no file is named as "
+            "asked (`TEXT_TIMBRE_WEIGHT_UNNAMED`); named, beside files named as asked "
+            "(`RANKING_WEIGHTS['text→timbre']`).",
             "",
-            f"Unfused, family / type / by example: CLAP alone, then timbre alone: {alone}.",
+            "| text→timbre weight | hidden: family P@10 | hidden: one-shot type P@10 "
+            "| named: family P@10 | named: one-shot type P@10 |",
+            "|---|---|---|---|---|",
+            *(f"| {w:g} | " + " | ".join(r) + " |" for w, r in text_rows.items()),
+            "",
+            "| clip→timbre weight | hidden: by example P@5 | named: by example P@5 |",
+            "|---|---|---|",
+            *(f"| {w:g} | " + " | ".join(r) + " |" for w, r in clip_rows.items()),
+            "",
+            f"Shipped: {SHIPPED[0]:g} beside named files, {SHIPPED[1]:g} where none is, "
+            f"clip {SHIPPED[2]:g}.",
         ]
     )
     args.out.write_text(table + "\n")
