@@ -5,7 +5,9 @@
     audiorag train timbre --net /tmp/devnet/net --catalog /tmp/train/demo \
         --catalog /tmp/train/oneshots --out /tmp/devnet/timbre.json
     python bench/fusion_weights_dev.py --dev /tmp/train/samples --net /tmp/devnet/net \
-        --model /tmp/devnet/timbre.json      # ~10 min; writes bench/results/fusion_weights_dev.md
+        --model /tmp/devnet/timbre.json      # ~25 min; writes bench/results/fusion_weights_dev.md
+    python bench/fusion_weights_dev.py … --clap /tmp/clap-loops \
+        --out bench/results/fusion_weights_dev_loops_clap.md   # a CLAP that never heard them
 
 The real sample packs (``audiorag catalog sample-packs``) become a labelled real set in the
 format of ``audiorag eval retrieval --real`` (labels from their manifest; the copy's manifest
@@ -16,8 +18,11 @@ The set is indexed twice, with names hidden (only the bundled CLAP and the timbr
 anything) and with its names (what most libraries look like), and each store is searched under
 every weight of :data:`rag.search.RANKING_WEIGHTS` tried: a prompt's timbre ranking beside
 files named as asked (``text→timbre``) and where none is (``TEXT_TIMBRE_WEIGHT_UNNAMED``), and
-a reference clip's (``clip→timbre``). Text measures depend only on the text weights, by-example
-only on the clip's, so each is varied alone.
+a reference clip's (``clip→timbre``, ``CLIP_TIMBRE_WEIGHT_UNNAMED``). Text measures depend only
+on the text weights, by-example only on the clip's, so each is varied alone. The bundled CLAP
+heard these files in training, which flatters its side; the loops-only CLAP it replaced
+(``git show f1fb747^:index/models/clap-demo/…`` into a folder) never did, which bounds it from
+below.
 """
 
 from __future__ import annotations
@@ -58,8 +63,12 @@ from index.timbre_net import NET_ENV  # noqa: E402
 TEXT_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0)
 CLIP_WEIGHTS = (1.0, 2.0, 3.0, 4.0, 8.0, 16.0)
 DRUM_TYPES = {"kick", "snare", "hi-hat", "clap", "tom", "cymbal", "rim", "percussion"}
-SHIPPED = (search.TEXT_TIMBRE_WEIGHT, search.TEXT_TIMBRE_WEIGHT_UNNAMED,
-           search.RANKING_WEIGHTS.get("clip→timbre", 1.0))  # fmt: skip
+SHIPPED = (
+    search.TEXT_TIMBRE_WEIGHT,
+    search.TEXT_TIMBRE_WEIGHT_UNNAMED,
+    search.RANKING_WEIGHTS.get("clip→timbre", 1.0),
+    search.CLIP_TIMBRE_WEIGHT_UNNAMED,
+)
 
 
 def labelled_copy(catalog: Path, out: Path) -> int:
@@ -84,11 +93,12 @@ def labelled_copy(catalog: Path, out: Path) -> int:
     return len(rows)
 
 
-def weighted(text: float, unnamed: float, clip: float) -> None:
+def weighted(text: float, unnamed: float, clip: float, clip_unnamed: float) -> None:
     """Set the fusion weights :mod:`rag.search` reads at every search."""
     search.RANKING_WEIGHTS["text→timbre"] = text
     search.TEXT_TIMBRE_WEIGHT_UNNAMED = unnamed
     search.RANKING_WEIGHTS["clip→timbre"] = clip
+    search.CLIP_TIMBRE_WEIGHT_UNNAMED = clip_unnamed
 
 
 def measure(store: VectorStore, embedder: ClapEmbedder, folder: Path) -> dict[str, Callable]:
@@ -129,13 +139,20 @@ def main() -> None:
     parser.add_argument("--dev", type=Path, required=True, help="sample-packs catalog")
     parser.add_argument("--net", type=Path, required=True, help="a net trained without --dev")
     parser.add_argument("--model", type=Path, required=True, help="prototypes fitted on it")
+    parser.add_argument(
+        "--clap",
+        type=Path,
+        default=BUNDLED_CLAP,
+        help="default: the bundled CLAP, which heard "
+        "the sample packs in training; a CLAP that did not (the loops-only model) bounds it",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/fusion_weights_dev"))
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/fusion_weights_dev.md")
     args = parser.parse_args()
     os.environ[NET_ENV], os.environ[MODEL_ENV] = str(args.net.resolve()), str(args.model.resolve())
     started = time.perf_counter()
     files = labelled_copy(args.dev, args.workdir / "real")
-    embedder = ClapEmbedder.from_pretrained(BUNDLED_CLAP)
+    embedder = ClapEmbedder.from_pretrained(args.clap)
     text_rows: dict[float, list[str]] = {w: [] for w in TEXT_WEIGHTS}
     clip_rows: dict[float, list[str]] = {w: [] for w in CLIP_WEIGHTS}
     for hide_names in (True, False):
@@ -147,20 +164,20 @@ def main() -> None:
         try:
             measures = measure(store, embedder, folder)
             for w in TEXT_WEIGHTS:  # names hidden: no file is named as asked, so "unnamed"
-                weighted(SHIPPED[0] if hide_names else w, w, SHIPPED[2])
+                weighted(SHIPPED[0] if hide_names else w, w, *SHIPPED[2:])
                 text_rows[w] += [f"{measures['family']():.3f}", f"{measures['type']():.3f}"]
                 print(w, text_rows[w], file=sys.stderr, flush=True)
-            for w in CLIP_WEIGHTS:
-                weighted(*SHIPPED[:2], w)
+            for w in CLIP_WEIGHTS:  # names hidden: no item is named as the clip, so "unnamed"
+                weighted(*SHIPPED[:2], w, w)
                 clip_rows[w].append(f"{measures['example']():.3f}")
                 print(w, clip_rows[w], file=sys.stderr, flush=True)
         finally:
             store.close()
-    weighted(*SHIPPED)
+    weighted(*SHIPPED)  # as shipped again
     table = "\n".join(
         [
             f"Fused search on {files} real sample-pack files; timbre net and prototypes fitted "
-            "on the demo loops and one-shot renders only "
+            f"on the demo loops and one-shot renders only; CLAP `{embedder.embedder.id}` "
             f"({(time.perf_counter() - started) / 60:.0f} min).",
             "",
             "A prompt's timbre weight: names hidden, it is the weight where no file is named as "
@@ -176,8 +193,8 @@ def main() -> None:
             "|---|---|---|",
             *(f"| {w:g} | " + " | ".join(r) + " |" for w, r in clip_rows.items()),
             "",
-            f"Shipped: {SHIPPED[0]:g} beside named files, {SHIPPED[1]:g} where none is, "
-            f"clip {SHIPPED[2]:g}.",
+            f"Shipped: prompt {SHIPPED[0]:g} beside named files, {SHIPPED[1]:g} where none is; "
+            f"clip {SHIPPED[2]:g} beside named items, {SHIPPED[3]:g} where none is.",
         ]
     )
     args.out.write_text(table + "\n")

@@ -43,15 +43,18 @@ RRF_K = 60  # the usual constant: damps the weight of the very top ranks
 # model's guesses, and the model rankings order the named files among themselves.
 NAME_WEIGHT = 3.0
 # The timbre ranking of a prompt that names only a sound weighs 2 (as much as the prompt's two
-# CLAP rankings) where files are named (or catalogued) as asked, and the names' 3 where none is:
-# then how a file sounds is the best evidence left. Chosen on a development split (real sample
-# packs, timbre model fitted without them: bench/fusion_weights_dev.py, docs/design-notes.md):
-# names hidden, weight 1/2/3/4 gave fused family P@10 0.33/0.36/0.38/0.38 and one-shot type
-# 0.34/0.51/0.57/0.61; named, family fell from 0.91 at 2 to 0.90 at 3 and 0.86 at 4 as timbre
-# guesses began to outrank files named as asked. A reference clip's timbre ranking stays 1
-# (2 moved its P@5 by under 0.01).
+# CLAP rankings) where files are named (or catalogued) as asked, and 6 where none is: then how
+# a file sounds is the best evidence left. A reference clip's weighs 1 beside items named as
+# it is, 3 where none is. Chosen on a development split (real sample packs, timbre net and
+# prototypes trained without them: bench/fusion_weights_dev.py, bench/README.md), with two
+# CLAPs bounding ours: one that never heard those files (the loops-only model) and the bundled
+# one, which did. Names hidden, the prompt weight 3 → 6 moved family P@10 0.50 → 0.57 and
+# 0.74 → 0.71, one-shot type 0.67 → 0.74 and 0.70 → 0.77; with names the weight beside named
+# files fell from 2 on (family 0.97 → 0.94 at 3). The clip weight 1 → 3 moved by example
+# 0.60 → 0.63 and 0.65 → 0.65 unnamed, but 0.93 → 0.89 beside named items.
 TEXT_TIMBRE_WEIGHT = 2.0
-TEXT_TIMBRE_WEIGHT_UNNAMED = NAME_WEIGHT
+TEXT_TIMBRE_WEIGHT_UNNAMED = 6.0
+CLIP_TIMBRE_WEIGHT_UNNAMED = 3.0
 RANKING_WEIGHTS: dict[str, float] = {
     "text→name": NAME_WEIGHT,
     "clip→name": NAME_WEIGHT,
@@ -327,18 +330,23 @@ def fuse(rankings: dict[str, list[Hit]], limit: int) -> list[SearchHit]:
 
 def ranking_weights(rankings: dict[str, list[Hit]]) -> dict[str, float]:
     """Each non-empty ranking's weight: :data:`RANKING_WEIGHTS`, 1 unless listed, and a prompt's
-    timbre ranking at :data:`TEXT_TIMBRE_WEIGHT_UNNAMED` when no file is named as asked. An
+    timbre ranking at :data:`TEXT_TIMBRE_WEIGHT_UNNAMED` when no file is named as asked (a
+    reference clip's at :data:`CLIP_TIMBRE_WEIGHT_UNNAMED` when none is named as it is). An
     empty ranking (no file named as asked) gets none, so it cannot lower everyone's score.
 
     >>> hit = [Hit("a", 0.5, {})]
     >>> ranking_weights({"text→audio": hit, "text→timbre": hit, "text→name": hit})
     {'text→audio': 1.0, 'text→timbre': 2.0, 'text→name': 3.0}
     >>> ranking_weights({"text→audio": hit, "text→timbre": hit, "text→name": []})
-    {'text→audio': 1.0, 'text→timbre': 3.0}
+    {'text→audio': 1.0, 'text→timbre': 6.0}
+    >>> ranking_weights({"clip→audio": hit, "clip→timbre": hit})
+    {'clip→audio': 1.0, 'clip→timbre': 3.0}
     """
     weights = {label: RANKING_WEIGHTS.get(label, 1.0) for label, hits in rankings.items() if hits}
     if "text→timbre" in weights and "text→name" not in weights:
         weights["text→timbre"] = TEXT_TIMBRE_WEIGHT_UNNAMED
+    if "clip→timbre" in weights and "clip→name" not in weights:
+        weights["clip→timbre"] = CLIP_TIMBRE_WEIGHT_UNNAMED
     return weights
 
 
