@@ -156,7 +156,8 @@ def test_real_mode_reports_the_three_measures(tmp_path):
     assert "P@10" in table and "hi-hat" in table and "Per label, timbre only: " in table
 
     # Names hidden: the audio measures cannot change (same audio, same vectors); fused search
-    # loses what the names told the captions ("kicks/kick0.wav" → "kick drums one-shot").
+    # loses what the names told the captions ("kicks/kick0.wav" → "kick drums one-shot") and
+    # cannot gain (here the timbre ranking alone still tells these kicks from hats).
     hidden = evaluate_real(folder, embedder, workdir=tmp_path / "work-hidden", hide_names=True)
     assert hidden["names_hidden"] and hidden["files"] == 18
     assert "names hidden" in real_markdown_table(hidden)
@@ -166,7 +167,7 @@ def test_real_mode_reports_the_three_measures(tmp_path):
             measures[name]["timbre_only"]
         )
     named_fused = measures["one_shot_type_p10"]["fused_search"]
-    assert named_fused > hidden["measures"]["one_shot_type_p10"]["fused_search"]
+    assert named_fused >= hidden["measures"]["one_shot_type_p10"]["fused_search"]
     assert named_fused >= 0.8
 
 
