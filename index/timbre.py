@@ -179,7 +179,8 @@ class TimbreModel:
 def shipped_model() -> TimbreModel:
     """The timbre model in use (:func:`model_file`: the bundled one unless
     ``$AUDIORAG_TIMBRE_MODEL`` names another), loaded once per process and file."""
-    return on_shipped_net(_loaded_model(model_file()), model_file())
+    path = model_file()
+    return on_shipped_net(_loaded_model(path), path)
 
 
 @cache
