@@ -42,15 +42,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import rag.search as search  # noqa: E402
-from audiorag.democatalog.captions import fix_articles  # noqa: E402
 from audiorag.democatalog.gm_names import FAMILY_WORDS, ONE_SHOT_TYPES, TYPE_WORDS  # noqa: E402
 from audiorag.evaluation.eval_retrieval import (  # noqa: E402
     REAL_MIN_ITEMS,
-    REAL_QUERIES,
     anonymised_copy,
     fused_example_precision,
     fused_ranked_precision,
     index_heldout,
+    phrased,
     real_labels,
     stem_points,
 )
@@ -113,12 +112,10 @@ def measure(store: VectorStore, embedder: ClapEmbedder, folder: Path) -> dict[st
     types = [t for t in ONE_SHOT_TYPES if type_count[t] >= REAL_MIN_ITEMS]
 
     def mean_precision(key: str, words: dict[str, tuple[str, ...]], wanted: list[str]) -> float:
-        def texts(label: str) -> list[str]:
-            return [fix_articles(q.format(word=w)) for w in words[label] for q in REAL_QUERIES]
-
-        where = {"key": key, "k": 10}
         scores = [
-            fused_ranked_precision(store, embedder, labelled, texts(label), wanted=label, **where)
+            fused_ranked_precision(
+                store, embedder, labelled, phrased(words[label]), key=key, wanted=label, k=10
+            )
             for label in wanted
         ]
         return sum(scores) / len(scores)

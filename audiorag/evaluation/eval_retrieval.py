@@ -445,6 +445,11 @@ REAL_LABELS: dict[str, str] = {
 REAL_QUERIES: tuple[str, ...] = ("{word}", "{word} sample", "a {word} sound", "{word} recording")
 
 
+def phrased(words: Sequence[str]) -> list[str]:
+    """The real-audio prompts of ``words``: each word in every :data:`REAL_QUERIES` phrasing."""
+    return [fix_articles(q.format(word=w)) for w in words for q in REAL_QUERIES]
+
+
 def real_labels(folder: Path) -> dict[str, dict[str, str]]:
     """``labels.csv`` of a real set: path → {family, one_shot_type}."""
     path = Path(folder) / REAL_LABELS_FILE
@@ -563,9 +568,6 @@ def evaluate_real(
         type_count = Counter(label["one_shot_type"] for label in labelled.values())
         families = sorted(f for f, n in family_count.items() if n >= REAL_MIN_ITEMS)
         types = [t for t in ONE_SHOT_TYPES if type_count[t] >= REAL_MIN_ITEMS]
-
-        def phrased(words: Sequence[str]) -> list[str]:
-            return [fix_articles(q.format(word=w)) for w in words for q in REAL_QUERIES]
 
         family_queries = {family: phrased(FAMILY_WORDS[family]) for family in families}
         type_queries = {kind: phrased(TYPE_WORDS[kind]) for kind in types}
